@@ -1,0 +1,1 @@
+"""aperture: an AI gateway for tailnets."""

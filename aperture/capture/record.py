@@ -1,0 +1,91 @@
+"""The record of one finished exchange, and the sink it is handed to.
+
+The exchange builds a `Record` when it ends, whatever the outcome (complete,
+refused, failed, interrupted) and hands it to the configured `RecordSink`.
+Headers in a record have already had every credential removed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Protocol
+
+# States of an exchange (issue: capture every exchange).
+COMPLETE = "complete"
+CLIENT_DISCONNECTED = "client_disconnected"
+UPSTREAM_ERROR = "upstream_error"
+REFUSED = "refused"
+INCOMPLETE = "incomplete"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    name: str
+    arguments: str  # JSON text as the provider sent it ("" when none)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int = 0  # input not served from cache
+    output_tokens: int = 0  # includes reasoning tokens
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0  # part of output_tokens, reported separately
+
+
+@dataclass(slots=True)
+class Record:
+    id: str  # unique, time-ordered (see aperture.ids)
+    time: float  # start of the exchange, seconds since the epoch
+    user: str  # Identity.principal
+    node_name: str
+    node_id: str
+    tags: tuple[str, ...]
+    provider: str  # provider id, "" when refused before routing
+    model: str  # model as forwarded upstream ("" when unknown)
+    api: str  # API format name, e.g. "anthropic_messages"
+    method: str
+    path: str  # client path including query string
+    status: int  # status answered to the client (0 if none was sent)
+    stream: bool  # response was text/event-stream
+    usage: Usage
+    tool_calls: tuple[ToolCall, ...]
+    duration_ms: float
+    ttfb_ms: float | None  # time to the first response byte sent to the client
+    state: str  # one of the states above
+    error: str  # error text, "" if none
+    request_headers: tuple[tuple[str, str], ...]  # credentials removed
+    response_headers: tuple[tuple[str, str], ...]
+    request_body: bytes  # as the client sent it
+    response_body: bytes  # as the client received it
+    session_hint: str = ""  # client-sent session id if any (see capture.sessions)
+    request_body_truncated: bool = False
+    response_body_truncated: bool = False
+
+
+class RecordSink(Protocol):
+    def submit(self, record: Record) -> None:
+        """Take a finished record. Must not block the event loop."""
+
+    def close(self) -> None:
+        """Flush and release resources (called once at shutdown)."""
+
+
+class LogSink:
+    """A sink that only logs one line per exchange (used when capture is off)."""
+
+    def __init__(self) -> None:
+        self._log = logging.getLogger("aperture.exchange")
+
+    def submit(self, record: Record) -> None:
+        if self._log.isEnabledFor(logging.INFO):
+            self._log.info(
+                "%s %s %s %s -> %d %s in=%d out=%d %.1fms",
+                record.user, record.method, record.path, record.model or "-",
+                record.status, record.state, record.usage.input_tokens,
+                record.usage.output_tokens, record.duration_ms,
+            )
+
+    def close(self) -> None:
+        pass
