@@ -1,0 +1,83 @@
+"""Header manners of a proxy (STYLE.md, "Proxy manners"; RFC 9110 §7.6.1).
+
+Hop-by-hop headers are dropped in both directions, and so is every header that
+`Connection` names. Towards the upstream, framing is recomputed, the client's
+`Host` is replaced, identity headers and client-sent `X-Forwarded-*` are not
+trusted, and credentials follow the provider's `auth_mode`. In records,
+credentials are replaced by a mask.
+"""
+
+from __future__ import annotations
+
+HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"proxy-connection", b"proxy-authenticate",
+    b"proxy-authorization", b"te", b"trailer", b"transfer-encoding", b"upgrade",
+})
+CREDENTIALS = frozenset({b"authorization", b"x-api-key", b"x-goog-api-key"})
+#: set by `tailscale serve`; never forwarded upstream, whatever the identity mode
+IDENTITY = frozenset({
+    b"tailscale-user-login", b"tailscale-user-name", b"tailscale-user-profile-pic",
+    b"tailscale-headers-info", b"tailscale-funnel-request", b"tailscale-app-capabilities",
+})
+_SECRET_IN_RECORDS = CREDENTIALS | {b"proxy-authorization", b"cookie", b"set-cookie"}
+MASK = "[removed]"
+
+# Request headers the gateway sets itself or must not pass on.
+_NOT_FORWARDED_UP = HOP_BY_HOP | IDENTITY | {b"host", b"content-length", b"expect"}
+
+_AUTH_HEADER = {"bearer": b"authorization", "x-api-key": b"x-api-key", "x-goog-api-key": b"x-goog-api-key"}
+
+
+def connection_tokens(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
+    tokens: set[bytes] = set()
+    for name, value in headers:
+        if name == b"connection":
+            tokens.update(t.strip().lower() for t in value.split(b","))
+    return frozenset(tokens)
+
+
+def upstream_request_headers(client: list[tuple[bytes, bytes]], *, host: bytes, auth_mode: str,
+                             authorization: str, apikey: str | None) -> list[tuple[bytes, bytes]]:
+    """The headers sent upstream for a client request (without framing headers)."""
+    named = connection_tokens(client)
+    out: list[tuple[bytes, bytes]] = [(b"host", host)]
+    client_sent_credentials = False
+    for name, value in client:
+        if name in _NOT_FORWARDED_UP or name in named or name.startswith(b"x-forwarded-"):
+            if name == b"te" and value.strip().lower() == b"trailers":
+                out.append((name, value))
+            continue
+        if name in CREDENTIALS:
+            client_sent_credentials = True
+            if auth_mode != "passthrough":
+                continue
+        if name == b"accept-encoding":
+            # Usage is read off the response bytes: ask for them uncompressed.
+            continue
+        out.append((name, value))
+    out.append((b"accept-encoding", b"identity"))
+    if auth_mode == "override" or (auth_mode == "passthrough" and not client_sent_credentials):
+        if apikey:
+            header = _AUTH_HEADER[authorization]
+            value = ("Bearer " + apikey) if header == b"authorization" else apikey
+            out.append((header, value.encode("latin-1")))
+    return out
+
+
+# Response headers the gateway sets itself (framing) or must drop.
+_NOT_FORWARDED_DOWN = HOP_BY_HOP | {b"content-length"}
+
+
+def client_response_headers(upstream: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    named = connection_tokens(upstream)
+    return [(n, v) for n, v in upstream if n not in _NOT_FORWARDED_DOWN and n not in named]
+
+
+def for_record(headers) -> tuple[tuple[str, str], ...]:
+    """Headers as stored in a capture: decoded, credentials masked."""
+    out = []
+    for name, value in headers:
+        name = bytes(name).lower()
+        text = MASK if name in _SECRET_IN_RECORDS else bytes(value).decode("latin-1")
+        out.append((name.decode("latin-1"), text))
+    return tuple(out)

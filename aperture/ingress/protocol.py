@@ -1,0 +1,467 @@
+"""The client side of the gateway: one asyncio protocol per TCP connection.
+
+Theory of operation
+-------------------
+httptools (llhttp) parses the bytes; its callbacks only record what happened
+(STYLE.md, habit 4). `on_headers_complete` turns the parsed head into a
+`Request` whose body is a `ReadBuffer` that `on_body` fills, and hands it to the
+application as one task per request, the "exchange".
+
+Requests on one connection are answered strictly in order (RFC 9112 §9.3.2,
+pipelining): while an exchange runs, later requests that were already parsed
+wait in `_pipeline`, and reading is paused so that a client cannot queue
+unbounded work. When the running exchange ends, the next one starts.
+
+Bad input is answered here, before any application code runs: malformed HTTP
+-> 400 and close; a head over `max_head_bytes` -> 431; conflicting or duplicate
+framing headers (llhttp rejects Content-Length with Transfer-Encoding, and
+duplicate Content-Length) -> 400.
+
+Losing the connection wakes everything that waits on it (body readers, writers
+blocked on back-pressure) and cancels the running exchange, which closes its
+upstream connection instead of reusing it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import Awaitable, Callable
+
+import httptools
+
+from aperture.errors import BadRequest, GatewayError, HeadersTooLarge
+from aperture.flow import ConnectionLost, ReadBuffer, WriteFlow
+
+log = logging.getLogger("aperture.ingress")
+
+HIGH_WATER = 64 * 1024  # transport write buffer limits
+LOW_WATER = 16 * 1024
+
+_STATUS_PHRASES = {
+    100: b"Continue", 200: b"OK", 201: b"Created", 204: b"No Content",
+    400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden", 404: b"Not Found",
+    405: b"Method Not Allowed", 408: b"Request Timeout", 409: b"Conflict",
+    411: b"Length Required", 413: b"Payload Too Large", 415: b"Unsupported Media Type",
+    422: b"Unprocessable Entity", 429: b"Too Many Requests", 431: b"Request Header Fields Too Large",
+    499: b"Client Closed Request", 500: b"Internal Server Error", 501: b"Not Implemented",
+    502: b"Bad Gateway", 503: b"Service Unavailable", 504: b"Gateway Timeout",
+    529: b"Overloaded",
+}
+# Prebuilt status lines: the head of every response starts with one of these.
+_STATUS_LINES = {code: b"HTTP/1.1 %d %s\r\n" % (code, phrase) for code, phrase in _STATUS_PHRASES.items()}
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+def status_line(status: int) -> bytes:
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        line = b"HTTP/1.1 %d Status\r\n" % status
+    return line
+
+
+class Request:
+    """One parsed request head plus its streaming body."""
+
+    __slots__ = ("method", "target", "path", "query", "headers", "keep_alive", "content_length",
+                 "chunked", "expect_continue", "body", "http_version", "_continue_sent", "conn")
+
+    def __init__(self) -> None:
+        self.method = ""
+        self.target = b""
+        self.path = ""
+        self.query = ""
+        self.headers: list[tuple[bytes, bytes]] = []  # names lowercased, values as sent
+        self.keep_alive = True
+        self.content_length: int | None = None
+        self.chunked = False
+        self.expect_continue = False
+        self.body: ReadBuffer
+        self.http_version = "1.1"
+        self._continue_sent = False
+        self.conn: HttpConnection
+
+    def header(self, name: bytes) -> bytes | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+    def send_continue(self) -> None:
+        """Answer `Expect: 100-continue`: the client may send its body now."""
+        if self.expect_continue and not self._continue_sent:
+            self._continue_sent = True
+            self.conn.write_raw(CONTINUE)
+
+
+class Response:
+    """Writes one response to the client: head, body chunks, end.
+
+    The head is held until the first body write so that small responses leave
+    in one `transport.write`. Framing: `content_length` when known, chunked
+    transfer-encoding otherwise.
+    """
+
+    __slots__ = ("_conn", "_head", "started", "finished", "status", "_chunked", "keep_alive",
+                 "bytes_sent", "first_byte_at", "_head_only")
+
+    def __init__(self, conn: "HttpConnection", keep_alive: bool, head_only: bool = False) -> None:
+        self._conn = conn
+        self._head: bytes | None = None
+        self.started = False
+        self.finished = False
+        self.status = 0
+        self._chunked = False
+        self.keep_alive = keep_alive
+        self.bytes_sent = 0
+        self.first_byte_at: float | None = None
+        self._head_only = head_only
+
+    def start(self, status: int, headers: list[tuple[bytes, bytes]], content_length: int | None) -> None:
+        assert not self.started, "response already started"
+        self.started = True
+        self.status = status
+        parts = [status_line(status)]
+        for name, value in headers:
+            parts.append(b"%s: %s\r\n" % (name, value))
+        if content_length is not None:
+            parts.append(b"content-length: %d\r\n" % content_length)
+        elif status >= 200 and status not in (204, 304) and not self._head_only:
+            self._chunked = True
+            parts.append(b"transfer-encoding: chunked\r\n")
+        if not self.keep_alive:
+            parts.append(b"connection: close\r\n")
+        parts.append(b"\r\n")
+        self._head = b"".join(parts)
+
+    def write(self, data: bytes) -> None:
+        """Queue body bytes on the transport (no waiting; see `drain`)."""
+        if self._head_only:
+            data = b""
+        if self._chunked and data:
+            data = b"%x\r\n%s\r\n" % (len(data), data)
+        head = self._head
+        if head is not None:
+            self._head = None
+            data = head + data
+        if data:
+            if self.first_byte_at is None:
+                self.first_byte_at = asyncio.get_running_loop().time()
+            self.bytes_sent += len(data)
+            self._conn.write_raw(data)
+
+    async def drain(self) -> None:
+        await self._conn.write_flow.drain()
+
+    def end(self, data: bytes = b"") -> None:
+        """Write the last bytes (and the chunked terminator)."""
+        if self.finished:
+            return
+        self.finished = True
+        if self._chunked:
+            tail = (b"%x\r\n%s\r\n0\r\n\r\n" % (len(data), data)) if data else b"0\r\n\r\n"
+            self._chunked = False
+            self.write(tail)
+        else:
+            self.write(data)
+
+    def send(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        """A whole small response at once."""
+        self.start(status, headers, len(body))
+        self.end(body)
+
+
+Handler = Callable[[Request, Response], Awaitable[None]]
+
+
+class ServerState:
+    """What every connection of one worker shares."""
+
+    __slots__ = ("handler", "connections", "max_head_bytes", "keepalive_timeout", "draining",
+                 "on_connection")
+
+    def __init__(self, handler: Handler, *, max_head_bytes: int = 64 * 1024,
+                 keepalive_timeout: float = 75.0,
+                 on_connection: Callable[["HttpConnection"], None] | None = None) -> None:
+        self.handler = handler
+        self.connections: set[HttpConnection] = set()
+        self.max_head_bytes = max_head_bytes
+        self.keepalive_timeout = keepalive_timeout
+        self.draining = False
+        self.on_connection = on_connection
+
+
+class HttpConnection(asyncio.Protocol):
+    __slots__ = ("state", "transport", "peer", "parser", "write_flow", "_request", "_head_bytes",
+                 "_pipeline", "_task", "_idle_timer", "_closing", "identity", "_reading_paused",
+                 "_pause_reasons", "_lost", "user_data")
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.transport: asyncio.Transport | None = None
+        self.peer: tuple[str, int] = ("", 0)
+        self.parser = httptools.HttpRequestParser(self)
+        self.write_flow = WriteFlow()
+        self._request: Request | None = None
+        self._head_bytes = 0
+        self._pipeline: deque[Request] = deque()
+        self._task: asyncio.Task | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._closing = False
+        self._reading_paused = False
+        self._pause_reasons = 0
+        self._lost = False
+        self.identity = None  # resolved once per connection by the application
+        self.user_data = None
+
+    # -- asyncio.Protocol -------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self.transport = transport
+        transport.set_write_buffer_limits(HIGH_WATER, LOW_WATER)
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.peer = (peer[0], peer[1])
+        self.state.connections.add(self)
+        if self.state.on_connection is not None:
+            self.state.on_connection(self)
+        self._arm_idle_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        self.state.connections.discard(self)
+        self._cancel_idle_timer()
+        self.write_flow.lost()
+        if self._request is not None:
+            self._request.body.fail(ConnectionLost())
+        for req in self._pipeline:
+            req.body.fail(ConnectionLost())
+        self._pipeline.clear()
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+
+    def pause_writing(self) -> None:
+        self.write_flow.pause()
+
+    def resume_writing(self) -> None:
+        self.write_flow.resume()
+
+    def data_received(self, data: bytes) -> None:
+        self._cancel_idle_timer()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, GatewayError):
+                self._reject(cause.status, cause.message)
+            else:
+                log.exception("request parsing failed", exc_info=cause)
+                self._reject(400, "bad request")
+        except httptools.HttpParserUpgrade:
+            self._reject(400, "protocol upgrades are not supported")
+        except httptools.HttpParserError as exc:
+            self._reject(400, "malformed HTTP request: %s" % (exc,))
+
+    def eof_received(self) -> bool | None:
+        # A client half-close: finish what is in flight, then close.
+        if self._task is None and not self._pipeline:
+            return None  # let the transport close
+        self._closing = True
+        return True
+
+    # -- httptools callbacks: record only ---------------------------------
+
+    def on_message_begin(self) -> None:
+        req = Request()
+        req.conn = self
+        req.body = ReadBuffer(self._pause_for_body, self._resume_for_body)
+        self._request = req
+        self._head_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._head_bytes += len(url)
+        if self._head_bytes > self.state.max_head_bytes:
+            raise HeadersTooLarge("request header section exceeds %d bytes" % self.state.max_head_bytes)
+        self._request.target += url  # type: ignore[union-attr]
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_bytes += len(name) + len(value) + 4
+        if self._head_bytes > self.state.max_head_bytes:
+            raise HeadersTooLarge("request header section exceeds %d bytes" % self.state.max_head_bytes)
+        self._request.headers.append((name.lower(), value))  # type: ignore[union-attr]
+
+    def on_headers_complete(self) -> None:
+        req = self._request
+        assert req is not None
+        parser = self.parser
+        req.method = parser.get_method().decode("ascii", "replace")
+        req.http_version = parser.get_http_version()
+        if parser.should_upgrade():
+            raise BadRequest("protocol upgrades are not supported")
+        req.keep_alive = parser.should_keep_alive() and not self.state.draining
+        target = req.target
+        if not target.startswith(b"/"):
+            raise BadRequest("request target must be an absolute path")
+        qpos = target.find(b"?")
+        if qpos >= 0:
+            req.path = target[:qpos].decode("latin-1")
+            req.query = target[qpos + 1:].decode("latin-1")
+        else:
+            req.path = target.decode("latin-1")
+        for name, value in req.headers:
+            if name == b"content-length":
+                req.content_length = int(value)  # llhttp already validated the digits
+            elif name == b"transfer-encoding":
+                req.chunked = True
+            elif name == b"expect":
+                if value.lower() == b"100-continue":
+                    req.expect_continue = True
+                else:
+                    raise GatewayError("unsupported Expect header", status=417)
+        if req.http_version == "1.1" and req.header(b"host") is None:
+            raise BadRequest("missing Host header")
+        if self._task is None:
+            self._start(req)
+        else:
+            self._pipeline.append(req)
+            self._pause_reading(1)
+
+    def on_body(self, body: bytes) -> None:
+        self._request.body.feed(body)  # type: ignore[union-attr]
+
+    def on_message_complete(self) -> None:
+        req = self._request
+        if req is not None:
+            req.body.feed_eof()
+        self._request = None
+
+    # -- running exchanges --------------------------------------------------
+
+    def _start(self, req: Request) -> None:
+        response = Response(self, req.keep_alive, head_only=req.method == "HEAD")
+        self._task = asyncio.get_running_loop().create_task(self._run(req, response))
+
+    async def _run(self, req: Request, response: Response) -> None:
+        try:
+            await self.state.handler(req, response)
+        except asyncio.CancelledError:
+            if not self._lost:
+                raise
+            return
+        except ConnectionLost:
+            return
+        except Exception:
+            log.exception("unhandled error in exchange for %s %s", req.method, req.path)
+            if not response.started and not self._lost:
+                response.keep_alive = False
+                response.send(500, [(b"content-type", b"text/plain")], b"internal error\n")
+            else:
+                self._abort()
+            return
+        finally:
+            self._task = None
+        self._after_response(req, response)
+
+    def _after_response(self, req: Request, response: Response) -> None:
+        if self._lost:
+            return
+        if not response.finished:
+            # The handler returned without finishing its response: the only
+            # honest signal left is to close the connection.
+            self._abort()
+            return
+        if not response.keep_alive or self.state.draining or (self._closing and not self._pipeline):
+            self.transport.close()  # type: ignore[union-attr]
+            return
+        if self._request is req:
+            # The handler answered without reading the whole body (an error
+            # answered early). The rest of the body cannot be skipped safely
+            # on a keep-alive connection: close.
+            self.transport.close()  # type: ignore[union-attr]
+            return
+        if self._pipeline:
+            nxt = self._pipeline.popleft()
+            self._resume_reading(1)
+            self._start(nxt)
+        elif self._closing:
+            self.transport.close()  # type: ignore[union-attr]
+        else:
+            self._arm_idle_timer()
+
+    # -- writing and flow control --------------------------------------------
+
+    def write_raw(self, data: bytes) -> None:
+        transport = self.transport
+        if not self._lost and not transport.is_closing():  # type: ignore[union-attr]
+            transport.write(data)  # type: ignore[union-attr]
+
+    def _pause_for_body(self) -> None:
+        self._pause_reading(2)
+
+    def _resume_for_body(self) -> None:
+        self._resume_reading(2)
+
+    def _pause_reading(self, reason: int) -> None:
+        self._pause_reasons |= reason
+        if not self._reading_paused and self.transport is not None and not self._lost:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self, reason: int) -> None:
+        self._pause_reasons &= ~reason
+        if self._reading_paused and not self._pause_reasons and not self._lost:
+            self._reading_paused = False
+            self.transport.resume_reading()  # type: ignore[union-attr]
+
+    def _reject(self, status: int, message: str) -> None:
+        """Answer a request that could not be parsed, then close."""
+        if self._lost:
+            return
+        if self._task is None:
+            body = (message + "\n").encode()
+            self.transport.write(  # type: ignore[union-attr]
+                status_line(status)
+                + b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n"
+                  b"connection: close\r\n\r\n" % len(body) + body)
+            self.transport.close()  # type: ignore[union-attr]
+        else:
+            # A response is in progress for an earlier request: it cannot be
+            # interleaved with an error, so finish by closing.
+            self._abort()
+
+    def _abort(self) -> None:
+        if self.transport is not None and not self._lost:
+            self.transport.abort()
+
+    # -- keep-alive idle timeout and graceful drain ---------------------------
+
+    def _arm_idle_timer(self) -> None:
+        if self.state.draining:
+            self.transport.close()  # type: ignore[union-attr]
+            return
+        self._idle_timer = asyncio.get_running_loop().call_later(
+            self.state.keepalive_timeout, self._idle_timeout)
+
+    def _cancel_idle_timer(self) -> None:
+        timer = self._idle_timer
+        if timer is not None:
+            self._idle_timer = None
+            timer.cancel()
+
+    def _idle_timeout(self) -> None:
+        self._idle_timer = None
+        if self._task is None and self._request is None and not self._lost:
+            self.transport.close()  # type: ignore[union-attr]
+
+    @property
+    def busy(self) -> bool:
+        return self._task is not None or self._request is not None or bool(self._pipeline)
+
+    def shutdown(self) -> None:
+        """Close now if idle; otherwise the in-flight exchange finishes with
+        `connection: close` (keep_alive is off once the server is draining)."""
+        if not self.busy and not self._lost:
+            self._cancel_idle_timer()
+            self.transport.close()  # type: ignore[union-attr]

@@ -1,0 +1,150 @@
+"""Listening, worker processes, signals and graceful drain.
+
+`serve()` runs one worker in this process, or N worker processes that each bind
+the same address with SO_REUSEPORT (the kernel spreads connections between
+them; nothing on the request path is shared between processes).
+
+On SIGTERM or SIGINT a worker stops accepting, closes its idle keep-alive
+connections, lets in-flight exchanges finish (their responses end with
+`connection: close`) for up to `drain_timeout` seconds, aborts whatever is
+left, closes the application and exits 0. The parent forwards the signal to
+its workers and exits 0 when they have.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+from typing import Awaitable, Callable, Protocol
+
+import uvloop
+
+from aperture.ingress.protocol import HttpConnection, ServerState
+
+log = logging.getLogger("aperture.server")
+
+
+class App(Protocol):
+    """What the server runs: built inside each worker, after its loop exists."""
+
+    async def handle(self, request, response) -> None: ...
+    def on_connection(self, conn: HttpConnection) -> None: ...
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+
+
+AppFactory = Callable[[], Awaitable[App]]
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError("listen address must be HOST:PORT, got %r" % listen)
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+def bind_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.setblocking(False)
+    return sock
+
+
+async def _serve_worker(app_factory: AppFactory, sock: socket.socket, *, drain_timeout: float,
+                        max_head_bytes: int, keepalive_timeout: float,
+                        ready: Callable[[tuple], None] | None) -> None:
+    loop = asyncio.get_running_loop()
+    app = await app_factory()
+    await app.start()
+    state = ServerState(app.handle, max_head_bytes=max_head_bytes,
+                        keepalive_timeout=keepalive_timeout, on_connection=app.on_connection)
+    sock.listen(4096)
+    server = await loop.create_server(lambda: HttpConnection(state), sock=sock)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if ready is not None:
+        ready(sock.getsockname())
+    await stop.wait()
+
+    # Drain: stop accepting, close idle connections, let in-flight ones finish.
+    server.close()
+    state.draining = True
+    for conn in list(state.connections):
+        conn.shutdown()
+    deadline = loop.time() + drain_timeout
+    while state.connections and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    for conn in list(state.connections):
+        if conn.transport is not None:
+            conn.transport.abort()
+    await app.close()
+
+
+def run_worker(app_factory: AppFactory, sock: socket.socket, *, drain_timeout: float = 30.0,
+               max_head_bytes: int = 64 * 1024, keepalive_timeout: float = 75.0,
+               ready: Callable[[tuple], None] | None = None) -> None:
+    uvloop.run(_serve_worker(app_factory, sock, drain_timeout=drain_timeout,
+                             max_head_bytes=max_head_bytes, keepalive_timeout=keepalive_timeout,
+                             ready=ready))
+
+
+def _announce(addr: tuple) -> None:
+    host, port = addr[0], addr[1]
+    if ":" in host:
+        host = "[%s]" % host
+    print("aperture: worker %d listening on http://%s:%d" % (os.getpid(), host, port),
+          file=sys.stderr, flush=True)
+
+
+def serve(app_factory: AppFactory, listen: str, *, workers: int = 1, drain_timeout: float = 30.0,
+          max_head_bytes: int = 64 * 1024, keepalive_timeout: float = 75.0) -> int:
+    host, port = parse_listen(listen)
+    options = dict(drain_timeout=drain_timeout, max_head_bytes=max_head_bytes,
+                   keepalive_timeout=keepalive_timeout, ready=_announce)
+    if workers <= 1:
+        sock = bind_socket(host, port, reuse_port=False)
+        run_worker(app_factory, sock, **options)
+        return 0
+
+    # Several workers: each binds the same port with SO_REUSEPORT. A probe
+    # socket, bound first, fixes the port when 0 was asked for.
+    probe = bind_socket(host, port, reuse_port=True)
+    port = probe.getsockname()[1]
+    ctx = multiprocessing.get_context("fork")
+    procs = []
+    for _ in range(workers):
+        proc = ctx.Process(target=_worker_main, args=(app_factory, host, port, options), daemon=False)
+        proc.start()
+        procs.append(proc)
+    probe.close()
+
+    def forward(signum, _frame):
+        for proc in procs:
+            if proc.is_alive():
+                os.kill(proc.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    status = 0
+    for proc in procs:
+        proc.join()
+        if proc.exitcode not in (0, -signal.SIGTERM):
+            status = 1
+    return status
+
+
+def _worker_main(app_factory: AppFactory, host: str, port: int, options: dict) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent forwards SIGTERM instead
+    sock = bind_socket(host, port, reuse_port=True)
+    run_worker(app_factory, sock, **options)

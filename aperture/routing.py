@@ -1,0 +1,55 @@
+"""Which provider serves a model in a given API format.
+
+Rules, in order (README, "Routing"):
+1. A provider that lists the model exactly and speaks the format; when several
+   do, the first in the configuration wins.
+2. The fully qualified form `provider/model`: the provider with that id, if it
+   lists `model` and speaks the format. The prefix is removed before the
+   request is forwarded. (Rule 1 comes first so that model names which contain
+   a slash themselves, like OpenRouter's `qwen/qwen3-coder`, still match.)
+3. Otherwise the model is unknown (404), or, when some provider lists it but
+   none of them speaks this format, the request is refused (400) with a
+   message that says which formats would work.
+"""
+
+from __future__ import annotations
+
+from aperture.config import Config, Provider
+from aperture.errors import BadRequest, UnknownModel
+
+
+class Router:
+    __slots__ = ("_exact", "_providers", "_any_format")
+
+    def __init__(self, config: Config) -> None:
+        self._providers = config.providers
+        self._exact: dict[tuple[str, str], Provider] = {}
+        self._any_format: dict[str, list[Provider]] = {}
+        from aperture.config import FORMAT_FLAGS
+
+        for provider in config.providers.values():
+            for model in provider.models:
+                self._any_format.setdefault(model, []).append(provider)
+                for api in FORMAT_FLAGS:
+                    if provider.speaks(api):
+                        self._exact.setdefault((api, model), provider)
+
+    def route(self, api: str, model: str) -> tuple[Provider, str]:
+        """(provider, model name to send upstream) or a GatewayError."""
+        provider = self._exact.get((api, model))
+        if provider is not None:
+            return provider, model
+        prefix, slash, rest = model.partition("/")
+        if slash:
+            provider = self._providers.get(prefix)
+            if provider is not None and rest in provider.models:
+                if provider.speaks(api):
+                    return provider, rest
+                raise BadRequest("provider %s does not serve the %s API format" % (prefix, api))
+        listed = self._any_format.get(model)
+        if listed:
+            names = ", ".join(p.id for p in listed)
+            raise BadRequest("model %s is served by %s, which does not speak the %s API format"
+                             % (model, names, api))
+        raise UnknownModel("model %s not found (GET /v1/models lists the models you may use)"
+                           % model)

@@ -1,0 +1,51 @@
+"""Assembles a gateway for `aperture serve`: configuration, identity source,
+capture store, and (for the embedded default) the in-process provider
+simulator. The returned factory runs inside each worker, after its event loop
+exists."""
+
+from __future__ import annotations
+
+import logging
+
+from aperture.config import Config, parse_config
+from aperture.gateway import Gateway, Settings
+from aperture.identity.sources import make_source
+
+log = logging.getLogger("aperture.serve")
+
+
+def make_app_factory(config: Config | None, settings: Settings, *, identity_spec: str,
+                     tailscaled_socket: str, data_dir: str | None):
+    # Fail on a bad identity spec before any worker starts.
+    make_source(identity_spec, tailscaled_socket=tailscaled_socket)
+
+    async def factory() -> Gateway:
+        closers = []
+        cfg = config
+        if cfg is None:
+            from aperture.default_config import default_config_text
+            from aperture.sim.server import start_simulator
+
+            server, port = await start_simulator("127.0.0.1", 0)
+            closers.append(server.close)
+            cfg = parse_config(default_config_text("http://127.0.0.1:%d" % port), source="<default>")
+            log.info("embedded default configuration: provider simulator on 127.0.0.1:%d", port)
+        if data_dir is None:
+            from aperture.capture.record import LogSink
+
+            sink = LogSink()
+        else:
+            from aperture.capture.store import CaptureStore
+
+            retention = None
+            database = cfg.document.get("database")
+            if isinstance(database, dict) and isinstance(database.get("retention"), dict):
+                retention = database["retention"].get("duration")
+            sink = CaptureStore(data_dir, max_body_bytes=settings.capture_body_bytes,
+                                retention=retention)
+        source = make_source(identity_spec, tailscaled_socket=tailscaled_socket)
+        gateway = Gateway(cfg, settings, sink=sink, identity_source=source)
+        gateway.closers.extend(closers)
+        return gateway
+
+    return factory

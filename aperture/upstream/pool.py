@@ -1,0 +1,90 @@
+"""Keep-alive connections to providers, pooled per origin.
+
+An exchange `acquire`s a connection for its origin (scheme, host, port): the
+most recently used idle one that is still open, or a new one (TLS with the
+system's CA store for https). After the response it either `release`s it
+(only when both sides of the h11 exchange are DONE: the connection is then
+reset for the next request) or `discard`s it (errors, client gone, cut
+streams: such a connection is never reused).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections import deque
+
+
+from aperture.errors import BadGateway, GatewayTimeout
+from aperture.upstream.connection import UpstreamConnection
+
+
+class Pool:
+    def __init__(self, *, connect_timeout: float = 10.0, max_idle_per_origin: int = 128,
+                 idle_ttl: float = 60.0) -> None:
+        self.connect_timeout = connect_timeout
+        self.max_idle = max_idle_per_origin
+        self.idle_ttl = idle_ttl
+        self._idle: dict[tuple[str, str, int], deque[UpstreamConnection]] = {}
+        self._ssl: ssl.SSLContext | None = None
+        self._closed = False
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            self._ssl = ssl.create_default_context()  # system CA store
+        return self._ssl
+
+    async def acquire(self, scheme: str, host: str, port: int) -> UpstreamConnection:
+        origin = (scheme, host, port)
+        idle = self._idle.get(origin)
+        if idle:
+            now = asyncio.get_running_loop().time()
+            while idle:
+                conn = idle.pop()  # most recently used first: the warmest
+                if conn.closed or now - conn.idle_since > self.idle_ttl:
+                    conn.close()
+                    continue
+                conn.reused = True
+                return conn
+        return await self._connect(origin)
+
+    async def _connect(self, origin: tuple[str, str, int]) -> UpstreamConnection:
+        scheme, host, port = origin
+        loop = asyncio.get_running_loop()
+        kwargs = {}
+        if scheme == "https":
+            kwargs = {"ssl": self._ssl_context(), "server_hostname": host}
+        try:
+            _, conn = await asyncio.wait_for(
+                loop.create_connection(lambda: UpstreamConnection(origin), host, port, **kwargs),
+                self.connect_timeout)
+        except asyncio.TimeoutError:
+            raise GatewayTimeout("timed out connecting to upstream %s:%d" % (host, port)) from None
+        except ssl.SSLError as exc:
+            raise BadGateway("TLS handshake with upstream %s:%d failed: %s" % (host, port, exc.reason)) from None
+        except OSError as exc:
+            reason = exc.strerror or exc.__class__.__name__
+            raise BadGateway("cannot connect to upstream %s:%d: %s" % (host, port, reason)) from None
+        return conn
+
+    def release(self, conn: UpstreamConnection) -> None:
+        if self._closed or not conn.reusable:
+            conn.close()
+            return
+        conn.h11.start_next_cycle()
+        idle = self._idle.setdefault(conn.origin, deque())
+        if len(idle) >= self.max_idle:
+            idle.popleft().close()
+        conn.idle_since = asyncio.get_running_loop().time()
+        idle.append(conn)
+
+    def discard(self, conn: UpstreamConnection) -> None:
+        conn.abort()
+
+    def close(self) -> None:
+        self._closed = True
+        for idle in self._idle.values():
+            for conn in idle:
+                conn.close()
+        self._idle.clear()
+
