@@ -1,0 +1,111 @@
+"""The management endpoints, as functions of (identity, state) -> (status, JSON body).
+
+The HTTP layer routes to these and serializes the body; errors are raised as
+`aperture.errors.GatewayError`s, which carry their status.
+
+    GET /v1/models     models(identity, config, policy)
+    GET /api/providers providers(identity, config, policy)
+    GET /api/whoami    whoami(identity, policy)
+    GET /api/config    get_config(identity, store)          admin only
+    PUT /api/config    put_config(identity, store, body)    admin only
+
+What a caller may see (reference aperture.md §2.1, §2.3): `/v1/models` and
+`/api/providers` list only the models the caller's grants allow; a caller with
+no role sees empty lists (and `/api/whoami` says why). `/v1/models` lists each
+bare model id once, attributed to the first provider in config order that
+serves it and is granted (the provider id is in `owned_by` and
+`metadata.provider`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from aperture.config import COMPATIBILITY_FLAGS
+from aperture.errors import BadRequest, Forbidden
+
+if TYPE_CHECKING:
+    from aperture.config import Config
+    from aperture.configstore import ConfigStore
+    from aperture.identity import Identity
+    from aperture.policy import Policy
+
+__all__ = ["models", "providers", "whoami", "get_config", "put_config"]
+
+_FLAGS = tuple(sorted(COMPATIBILITY_FLAGS))
+
+
+def models(identity: Identity, config: Config, policy: Policy) -> tuple[int, dict]:
+    data: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for provider, model in policy.allowed_models(identity, config.providers):
+        if model in seen:
+            continue
+        seen.add(model)
+        data.append(
+            {
+                "id": model,
+                "object": "model",
+                "created": 0,
+                "owned_by": provider.id,
+                "metadata": {"provider": {"id": provider.id, "name": provider.name or provider.id}},
+            }
+        )
+    return 200, {"object": "list", "data": data}
+
+
+def providers(identity: Identity, config: Config, policy: Policy) -> tuple[int, list]:
+    granted: dict[str, list[str]] = {}
+    for provider, model in policy.allowed_models(identity, config.providers):
+        granted.setdefault(provider.id, []).append(model)
+    out = []
+    for pid, names in granted.items():
+        p = config.providers[pid]
+        flags = set(_FLAGS) | p.compatibility
+        out.append(
+            {
+                "id": p.id,
+                "name": p.name or p.id,
+                "description": p.description,
+                "models": names,
+                "compatibility": {flag: flag in p.compatibility for flag in sorted(flags)},
+            }
+        )
+    return 200, out
+
+
+def whoami(identity: Identity, policy: Policy) -> tuple[int, dict]:
+    return 200, {
+        "login": identity.login,
+        "display_name": identity.display_name,
+        "node": {"name": identity.node_name, "id": identity.node_id},
+        "tags": list(identity.tags),
+        "groups": list(identity.groups),
+        "role": policy.role(identity),
+        "source": identity.source,
+    }
+
+
+def _require_admin(identity: Identity, store: ConfigStore) -> None:
+    from aperture.configstore import ADMIN_REQUIRED
+
+    if store.current[1].role(identity) != "admin":
+        raise Forbidden(ADMIN_REQUIRED)
+
+
+def get_config(identity: Identity, store: ConfigStore) -> tuple[int, dict]:
+    _require_admin(identity, store)
+    return 200, store.get()
+
+
+def put_config(identity: Identity, store: ConfigStore, body: bytes) -> tuple[int, dict]:
+    _require_admin(identity, store)  # before reading the body: nothing for non-admins
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise BadRequest(f"body is not valid JSON: {e.msg} at position {e.pos}") from None
+    if not isinstance(doc, dict):
+        raise BadRequest('body must be a JSON object {"config": "...", "hash": "..."}')
+    return 200, store.put(doc, identity)

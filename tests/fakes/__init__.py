@@ -1,0 +1,1 @@
+"""Stand-ins for the services aperture talks to (tailscaled, ...), for tests."""
