@@ -7,11 +7,9 @@ import logging
 import os
 import sys
 
-import click
+import importlib
 
-from aperture.capture.cli import query
-from aperture.config_cli import check_config
-from aperture.sim.cli import simulate
+import click
 
 DEFAULT_SOCKET = "/var/run/tailscale/tailscaled.sock"
 
@@ -28,7 +26,29 @@ def parse_size(text: str) -> int:
     return int(digits) * _SIZE_UNITS[unit]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "APERTURE"})
+class LazyGroup(click.Group):
+    """Subcommands that live in other modules are imported when used, so that
+    `aperture query` does not load the server and `aperture serve` not the CLI
+    of the query side."""
+
+    lazy = {
+        "check-config": "aperture.config_cli:check_config",
+        "query": "aperture.capture.cli:query",
+        "simulate": "aperture.sim.cli:simulate",
+    }
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | self.lazy.keys())
+
+    def get_command(self, ctx, name):
+        target = self.lazy.get(name)
+        if target is None:
+            return super().get_command(ctx, name)
+        module, _, attr = target.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "APERTURE"})
 @click.version_option(package_name="aperture")
 def main() -> None:
     """aperture: an AI gateway for tailnets.
@@ -70,7 +90,7 @@ def serve(listen, workers, config_path, data_dir, no_capture, identity_spec, tai
           max_body_size, capture_body_size, connect_timeout, first_byte_timeout, idle_timeout,
           drain_timeout, log_level) -> None:
     """Run the gateway."""
-    from aperture.config import load_config
+    from aperture.configstore import compile_config
     from aperture.errors import ConfigError
     from aperture.gateway import Settings
     from aperture.ingress.server import parse_listen, serve as run_server
@@ -85,7 +105,11 @@ def serve(listen, workers, config_path, data_dir, no_capture, identity_spec, tai
     config = None
     if config_path is not None:
         try:
-            config = load_config(config_path)
+            with open(config_path, encoding="utf-8") as f:
+                config, _ = compile_config(f.read(), source=config_path)
+        except OSError as exc:
+            raise click.BadParameter("cannot read %s: %s" % (config_path, exc.strerror),
+                                     param_hint="--config") from None
         except ConfigError as exc:
             for problem in exc.problems:
                 click.echo(problem, err=True)
@@ -104,17 +128,13 @@ def serve(listen, workers, config_path, data_dir, no_capture, identity_spec, tai
                         connect_timeout=connect_timeout, first_byte_timeout=first_byte_timeout,
                         idle_timeout=idle_timeout)
     try:
-        factory = make_app_factory(config, settings, identity_spec=identity_spec,
+        factory = make_app_factory(config_path, settings, identity_spec=identity_spec,
                                    tailscaled_socket=tailscaled_socket,
                                    data_dir=None if no_capture else data_dir)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     sys.exit(run_server(factory, listen, workers=workers, drain_timeout=drain_timeout))
 
-
-main.add_command(simulate)
-main.add_command(check_config)
-main.add_command(query)
 
 if __name__ == "__main__":
     main()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from aperture.config import load_config
+from aperture.configstore import compile_config
 from aperture.errors import ConfigError
 
 
@@ -18,7 +19,8 @@ def _plural(n: int, word: str) -> str:
 def check_config(ctx: click.Context, file: str) -> None:
     """Check an aperture config file (HuJSON) and list every problem in it."""
     try:
-        config = load_config(file, log_warnings=False)
+        config = load_config(file, log_warnings=False)  # reading, syntax, providers
+        compile_config(config.text, source=file, log_warnings=False)  # and grants
     except ConfigError as e:
         for problem in e.problems:
             click.echo(problem, err=True)

@@ -7,29 +7,34 @@ from __future__ import annotations
 
 import logging
 
-from aperture.config import Config, parse_config
+from aperture.config import Config
+from aperture.configstore import ConfigStore, compile_config
 from aperture.gateway import Gateway, Settings
 from aperture.identity.sources import make_source
 
 log = logging.getLogger("aperture.serve")
 
 
-def make_app_factory(config: Config | None, settings: Settings, *, identity_spec: str,
+def make_app_factory(config_path: str | None, settings: Settings, *, identity_spec: str,
                      tailscaled_socket: str, data_dir: str | None):
     # Fail on a bad identity spec before any worker starts.
     make_source(identity_spec, tailscaled_socket=tailscaled_socket)
 
     async def factory() -> Gateway:
         closers = []
-        cfg = config
-        if cfg is None:
+        if config_path is not None:
+            store = ConfigStore.open(config_path)
+        else:
             from aperture.default_config import default_config_text
             from aperture.sim.server import start_simulator
 
             server, port = await start_simulator("127.0.0.1", 0)
             closers.append(server.close)
-            cfg = parse_config(default_config_text("http://127.0.0.1:%d" % port), source="<default>")
+            cfg, policy = compile_config(default_config_text("http://127.0.0.1:%d" % port),
+                                         source="<default>")
+            store = ConfigStore(None, cfg, policy)
             log.info("embedded default configuration: provider simulator on 127.0.0.1:%d", port)
+        cfg = store.current[0]
         if data_dir is None:
             from aperture.capture.record import LogSink
 
@@ -44,7 +49,7 @@ def make_app_factory(config: Config | None, settings: Settings, *, identity_spec
             sink = CaptureStore(data_dir, max_body_bytes=settings.capture_body_bytes,
                                 retention=retention)
         source = make_source(identity_spec, tailscaled_socket=tailscaled_socket)
-        gateway = Gateway(cfg, settings, sink=sink, identity_source=source)
+        gateway = Gateway(store, settings, sink=sink, identity_source=source)
         gateway.closers.extend(closers)
         return gateway
 

@@ -1,0 +1,3 @@
+from aperture.cli import main
+
+main(prog_name="aperture")

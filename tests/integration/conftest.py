@@ -1,0 +1,198 @@
+"""Real processes over real sockets: the provider simulator runs in a thread of
+the test process (so tests can look at what reached it), the gateway runs as
+`aperture serve` in a subprocess, and clients are the official SDKs or raw
+sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import uvloop
+
+from aperture.ingress.protocol import HttpConnection, ServerState
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError("process exited with %s before listening" % proc.returncode)
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("nothing listens on port %d" % port)
+
+
+class LoopThread:
+    """An event loop in a daemon thread, for in-process test servers."""
+
+    def __init__(self) -> None:
+        self.loop = uvloop.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro, timeout: float = 10.0):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+@pytest.fixture(scope="session")
+def loop_thread():
+    lt = LoopThread()
+    yield lt
+    lt.stop()
+
+
+@dataclass
+class SimHandle:
+    sim: object
+    port: int
+
+    @property
+    def url(self) -> str:
+        return "http://127.0.0.1:%d" % self.port
+
+
+def start_handler_server(loop_thread: LoopThread, handler) -> tuple[object, int]:
+    async def start():
+        state = ServerState(handler)
+        server = await asyncio.get_running_loop().create_server(
+            lambda: HttpConnection(state), "127.0.0.1", 0)
+        return server, server.sockets[0].getsockname()[1]
+
+    return loop_thread.run(start())
+
+
+@pytest.fixture(scope="session")
+def simulator(loop_thread):
+    from aperture.sim.server import SimSettings, Simulator
+
+    sim = Simulator(SimSettings())
+    server, port = start_handler_server(loop_thread, sim.handle)
+    yield SimHandle(sim, port)
+    loop_thread.loop.call_soon_threadsafe(server.close)
+
+
+def provider_config(sim_url: str, **extra) -> dict:
+    providers = {
+        "anthropic": {"baseurl": sim_url, "apikey": "sk-ant-provider", "authorization": "x-api-key",
+                      "models": ["claude-sonnet-4-5", "claude-haiku-4-5"],
+                      "compatibility": {"anthropic_messages": True}},
+        "openai": {"baseurl": sim_url, "apikey": "sk-openai-provider",
+                   "models": ["gpt-5.4", "gpt-5.4-mini"],
+                   "compatibility": {"openai_chat": True}},
+    }
+    providers.update(extra.pop("providers", {}))
+    doc = {"providers": providers,
+           "grants": [{"src": ["*"], "app": {"tailscale.com/cap/aperture": [
+               {"role": "admin"}, {"models": "**"}]}}]}
+    doc.update(extra)
+    return doc
+
+
+@dataclass
+class GatewayProcess:
+    proc: subprocess.Popen
+    port: int
+    data_dir: Path
+    config_path: Path | None
+    log_path: Path
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return "http://127.0.0.1:%d" % self.port
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig=signal.SIGTERM, timeout: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def launch_gateway(tmp_path: Path, config: dict | str | None, *args: str,
+                   identity: str | None = "dev:alice@example.com", capture: bool = True,
+                   env: dict | None = None) -> GatewayProcess:
+    port = free_port()
+    data_dir = tmp_path / "data"
+    config_path = None
+    cmd = [sys.executable, "-m", "aperture", "serve", "--listen", "127.0.0.1:%d" % port,
+           "--log-level", "info"]
+    if config is not None:
+        config_path = tmp_path / "aperture.json"
+        config_path.write_text(config if isinstance(config, str) else json.dumps(config, indent=2))
+        cmd += ["--config", str(config_path)]
+    if identity is not None:
+        cmd += ["--identity", identity]
+    cmd += ["--data-dir", str(data_dir)] if capture else ["--no-capture"]
+    cmd += list(args)
+    log_path = tmp_path / ("gateway-%d.log" % port)
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log,
+                                env={**os.environ, **(env or {})}, cwd=tmp_path)
+    gw = GatewayProcess(proc, port, data_dir, config_path, log_path)
+    try:
+        wait_port(port, proc)
+    except RuntimeError:
+        raise RuntimeError("gateway did not start:\n" + gw.log()) from None
+    return gw
+
+
+@pytest.fixture
+def gateway_factory(tmp_path):
+    started: list[GatewayProcess] = []
+
+    def start(config, *args, **kw) -> GatewayProcess:
+        gw = launch_gateway(tmp_path, config, *args, **kw)
+        started.append(gw)
+        return gw
+
+    yield start
+    for gw in started:
+        gw.stop()
+
+
+@pytest.fixture
+def gateway(gateway_factory, simulator):
+    """aperture in front of the simulator, capture on, dev identity alice."""
+    return gateway_factory(provider_config(simulator.url))
+
+
+def raw_request(port: int, data: bytes, *, read_until_close: bool = True, timeout: float = 10.0) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout) as s:
+        s.sendall(data)
+        if not read_until_close:
+            return s.recv(65536)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+        return out

@@ -1,0 +1,100 @@
+"""Proxy header manners: hop-by-hop, credentials per auth_mode, identity headers, records."""
+
+from __future__ import annotations
+
+import pytest
+
+from aperture.headers import (MASK, client_response_headers, for_record,
+                              upstream_request_headers)
+
+CLIENT = [
+    (b"host", b"ai"),
+    (b"content-type", b"application/json"),
+    (b"content-length", b"12"),
+    (b"connection", b"keep-alive, x-private-hop"),
+    (b"x-private-hop", b"1"),
+    (b"keep-alive", b"timeout=5"),
+    (b"te", b"trailers"),
+    (b"transfer-encoding", b"chunked"),
+    (b"proxy-authorization", b"Basic abc"),
+    (b"upgrade", b"h2c"),
+    (b"expect", b"100-continue"),
+    (b"accept-encoding", b"gzip, br"),
+    (b"x-forwarded-for", b"6.6.6.6"),
+    (b"tailscale-user-login", b"mallory@example.com"),
+    (b"anthropic-version", b"2023-06-01"),
+    (b"anthropic-beta", b"a,b"),
+    (b"authorization", b"Bearer client-token"),
+    (b"x-api-key", b"client-key"),
+]
+
+
+def names(headers):
+    return [n for n, _ in headers]
+
+
+def test_override_replaces_client_credentials():
+    out = upstream_request_headers(CLIENT, host=b"api.example.com", auth_mode="override",
+                                   authorization="x-api-key", apikey="sk-provider")
+    d = dict(out)
+    assert d[b"host"] == b"api.example.com"
+    assert d[b"x-api-key"] == b"sk-provider"
+    assert b"authorization" not in d
+    assert names(out).count(b"x-api-key") == 1
+    assert d[b"anthropic-version"] == b"2023-06-01" and d[b"anthropic-beta"] == b"a,b"
+    assert d[b"te"] == b"trailers"
+    assert d[b"accept-encoding"] == b"identity"
+    for dropped in (b"connection", b"x-private-hop", b"keep-alive", b"transfer-encoding",
+                    b"proxy-authorization", b"upgrade", b"expect", b"content-length",
+                    b"x-forwarded-for", b"tailscale-user-login"):
+        assert dropped not in d, dropped
+
+
+def test_override_bearer_format():
+    out = dict(upstream_request_headers([(b"x-api-key", b"c")], host=b"h", auth_mode="override",
+                                        authorization="bearer", apikey="sk-1"))
+    assert out[b"authorization"] == b"Bearer sk-1" and b"x-api-key" not in out
+
+
+def test_goog_key():
+    out = dict(upstream_request_headers([], host=b"h", auth_mode="override",
+                                        authorization="x-goog-api-key", apikey="g-1"))
+    assert out[b"x-goog-api-key"] == b"g-1"
+
+
+def test_passthrough_forwards_client_credentials_unchanged():
+    out = upstream_request_headers(CLIENT, host=b"h", auth_mode="passthrough",
+                                   authorization="x-api-key", apikey="sk-fallback")
+    d = dict(out)
+    assert d[b"authorization"] == b"Bearer client-token"
+    assert d[b"x-api-key"] == b"client-key"
+    assert b"sk-fallback" not in b"".join(v for _, v in out)
+
+
+def test_passthrough_falls_back_to_provider_key():
+    out = dict(upstream_request_headers([(b"content-type", b"application/json")], host=b"h",
+                                        auth_mode="passthrough", authorization="x-api-key",
+                                        apikey="sk-fallback"))
+    assert out[b"x-api-key"] == b"sk-fallback"
+
+
+def test_none_sends_no_credentials():
+    out = dict(upstream_request_headers(CLIENT, host=b"h", auth_mode="none",
+                                        authorization="bearer", apikey="sk-unused"))
+    assert not {b"authorization", b"x-api-key", b"x-goog-api-key"} & out.keys()
+
+
+def test_response_headers_drop_hop_by_hop_and_framing():
+    upstream = [(b"content-type", b"text/event-stream"), (b"transfer-encoding", b"chunked"),
+                (b"content-length", b"5"), (b"connection", b"close, x-hop"), (b"x-hop", b"1"),
+                (b"request-id", b"req_1"), (b"keep-alive", b"timeout=5")]
+    assert client_response_headers(upstream) == [(b"content-type", b"text/event-stream"),
+                                                 (b"request-id", b"req_1")]
+
+
+@pytest.mark.parametrize("name", [b"authorization", b"x-api-key", b"x-goog-api-key", b"cookie",
+                                  b"set-cookie", b"proxy-authorization"])
+def test_records_never_hold_credentials(name):
+    rec = dict(for_record([(name, b"secret-value"), (b"content-type", b"application/json")]))
+    assert rec[name.decode()] == MASK
+    assert rec["content-type"] == "application/json"
