@@ -49,7 +49,7 @@ _TEMPLATE = """\
       // The model names this provider serves. A request's "model" must match
       // one of them exactly.
       "models": [
-        "claude-sonnet-4-5",
+        "claude-sonnet-4-6",
         "claude-haiku-4-5",
         "claude-opus-4-7",
         "gpt-5.4",

@@ -205,7 +205,11 @@ class Exchange:
             self.req_body.add(chunk)
             status = scanner.feed(chunk)
             if status == _FOUND:
-                return held, body.at_eof and scanner.finish() == _FOUND
+                if not body.at_eof:
+                    return held, False
+                status = scanner.finish()  # the whole body is here: check all of it
+                if status == _FOUND:
+                    return held, True
             if status != _NEED_DATA:
                 raise scan_error(scanner, status)
 

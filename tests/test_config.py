@@ -700,7 +700,7 @@ def test_embedded_default_config():
     assert sim.apikey == "sim-key"
     assert sim.authorization == "bearer" and sim.auth_mode == "override"
     assert sim.compatibility == {"anthropic_messages", "openai_chat"}
-    assert sim.models == ("claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-7", "gpt-5.4", "gpt-5.4-mini")
+    assert sim.models == ("claude-sonnet-4-6", "claude-haiku-4-5", "claude-opus-4-7", "gpt-5.4", "gpt-5.4-mini")
     (grant,) = config.document["grants"]
     assert grant["src"] == ["*"]
     assert grant["app"]["tailscale.com/cap/aperture"] == [{"role": "admin"}, {"models": "**"}]

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 BODY = json.dumps({
-    "model": "claude-sonnet-4-5",
+    "model": "claude-sonnet-4-6",
     "max_tokens": 16,
     "messages": [{"role": "user", "content": "Say hello in five words."}],
 })
@@ -176,7 +176,7 @@ def main() -> None:
     config = tmp / "config.json"
     config.write_text(json.dumps({"providers": {"sim": {
         "baseurl": "http://127.0.0.1:%d" % sim_port, "apikey": "sim-key", "authorization": "x-api-key",
-        "models": ["claude-sonnet-4-5"], "compatibility": {"anthropic_messages": True}}}}))
+        "models": ["claude-sonnet-4-6"], "compatibility": {"anthropic_messages": True}}}}))
     for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (tmp / d).mkdir()
     (tmp / "nginx.conf").write_text(NGINX_CONF.format(dir=tmp, sim_port=sim_port, port=ng_port))

@@ -98,7 +98,7 @@ def simulator(loop_thread):
 def provider_config(sim_url: str, **extra) -> dict:
     providers = {
         "anthropic": {"baseurl": sim_url, "apikey": "sk-ant-provider", "authorization": "x-api-key",
-                      "models": ["claude-sonnet-4-5", "claude-haiku-4-5"],
+                      "models": ["claude-sonnet-4-6", "claude-haiku-4-5"],
                       "compatibility": {"anthropic_messages": True}},
         "openai": {"baseurl": sim_url, "apikey": "sk-openai-provider",
                    "models": ["gpt-5.4", "gpt-5.4-mini"],

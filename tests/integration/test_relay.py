@@ -16,7 +16,7 @@ from .conftest import raw_request, start_handler_server
 
 SSE_EVENTS = [
     b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1","type":"message",'
-    b'"role":"assistant","model":"claude-sonnet-4-5","content":[],"stop_reason":null,'
+    b'"role":"assistant","model":"claude-sonnet-4-6","content":[],"stop_reason":null,'
     b'"stop_sequence":null,"usage":{"input_tokens":250,"cache_creation_input_tokens":7,'
     b'"cache_read_input_tokens":1200,"output_tokens":2}}}\n\n',
     b'event: content_block_start\ndata: {"type":"content_block_start","index":0,'
@@ -97,7 +97,7 @@ def scripted(loop_thread, gateway_factory):
     script.release = loop_thread.run(make_event())
     server, port = start_handler_server(loop_thread, script.handle)
     config = {"providers": {"up": {"baseurl": "http://127.0.0.1:%d/prefix" % port, "apikey": "sk-up",
-                                   "authorization": "x-api-key", "models": ["claude-sonnet-4-5"],
+                                   "authorization": "x-api-key", "models": ["claude-sonnet-4-6"],
                                    "compatibility": {"anthropic_messages": True}}},
               "grants": [{"src": ["*"], "app": {"tailscale.com/cap/aperture": [{"role": "user"},
                                                                               {"models": "**"}]}}]}
@@ -107,7 +107,7 @@ def scripted(loop_thread, gateway_factory):
     loop_thread.loop.call_soon_threadsafe(server.close)
 
 
-BODY = json.dumps({"model": "claude-sonnet-4-5", "max_tokens": 10, "stream": True,
+BODY = json.dumps({"model": "claude-sonnet-4-6", "max_tokens": 10, "stream": True,
                    "messages": [{"role": "user", "content": "hi"}]}).encode()
 
 
@@ -221,7 +221,7 @@ def test_upstream_cut_mid_stream_closes_client_without_terminator(scripted):
 def test_json_response_with_content_length_and_hop_headers(scripted):
     script, gw, _ = scripted
     script.mode = "json-cl"
-    body = json.dumps({"model": "claude-sonnet-4-5", "max_tokens": 5,
+    body = json.dumps({"model": "claude-sonnet-4-6", "max_tokens": 5,
                        "messages": [{"role": "user", "content": "x"}]}).encode()
     out = raw_request(gw.port, post(b"/v1/messages", body, b"Connection: close\r\n"))
     head, _, payload = out.partition(b"\r\n\r\n")
@@ -235,7 +235,7 @@ def test_json_response_with_content_length_and_hop_headers(scripted):
 def test_pipelined_requests_through_gateway(scripted):
     script, gw, _ = scripted
     script.mode = "json-cl"
-    body = json.dumps({"model": "claude-sonnet-4-5", "messages": []}).encode()
+    body = json.dumps({"model": "claude-sonnet-4-6", "messages": []}).encode()
     req = post(b"/v1/messages", body)
     out = raw_request(gw.port, req + req + post(b"/v1/messages", body, b"Connection: close\r\n"))
     assert out.count(b"HTTP/1.1 200 OK") == 3
@@ -245,7 +245,7 @@ def test_pipelined_requests_through_gateway(scripted):
 def test_expect_continue(scripted):
     script, gw, _ = scripted
     script.mode = "json-cl"
-    body = json.dumps({"model": "claude-sonnet-4-5", "messages": []}).encode()
+    body = json.dumps({"model": "claude-sonnet-4-6", "messages": []}).encode()
     with socket.create_connection(("127.0.0.1", gw.port), 10) as s:
         s.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: ai\r\nContent-Length: %d\r\n"
                   b"Expect: 100-continue\r\n\r\n" % len(body))
