@@ -218,12 +218,10 @@ class Exchange:
         for attempt in (1, 2):
             up = self.upstream = await pool.acquire(provider.scheme, provider.host, provider.port)
             try:
-                up.send(request)
-                if body:
-                    up.send(h11.Data(data=body))
                 if ended:
-                    up.send(h11.EndOfMessage())
+                    up.send(request, h11.Data(data=body), h11.EndOfMessage())
                 else:
+                    up.send(request, h11.Data(data=body))
                     await self._stream_body(up, scanner)
                 await up.drain()
                 return up

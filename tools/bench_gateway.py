@@ -176,7 +176,8 @@ def main() -> None:
     config = tmp / "config.json"
     config.write_text(json.dumps({"providers": {"sim": {
         "baseurl": "http://127.0.0.1:%d" % sim_port, "apikey": "sim-key", "authorization": "x-api-key",
-        "models": ["claude-sonnet-4-6"], "compatibility": {"anthropic_messages": True}}}}))
+        "models": ["claude-sonnet-4-6"], "compatibility": {"anthropic_messages": True}}},
+        "grants": [{"src": ["*"], "app": {"tailscale.com/cap/aperture": [{"role": "user"}, {"models": "**"}]}}]}))
     for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (tmp / d).mkdir()
     (tmp / "nginx.conf").write_text(NGINX_CONF.format(dir=tmp, sim_port=sim_port, port=ng_port))

@@ -73,12 +73,14 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- the exchange's side --------------------------------------------------
 
-    def send(self, event) -> None:
-        """Serialize one h11 event onto the wire."""
+    def send(self, *events) -> None:
+        """Serialize h11 events onto the wire in one write (one segment, one
+        wake-up of the upstream, for a request whose body is all in hand)."""
         if self.closed:
             raise UpstreamClosed("upstream connection closed while sending the request")
+        send = self.h11.send
         try:
-            data = self.h11.send(event)
+            data = b"".join([send(event) or b"" for event in events])
         except h11.LocalProtocolError as exc:
             raise BadGateway("cannot send request upstream: %s" % exc) from None
         if data:
