@@ -47,6 +47,7 @@ class LoopThread:
 
     def __init__(self) -> None:
         self.loop = uvloop.new_event_loop()
+        self.servers: list[tuple[asyncio.AbstractServer, ServerState]] = []
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
 
@@ -54,8 +55,21 @@ class LoopThread:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def stop(self) -> None:
+        async def shutdown():
+            for server, state in self.servers:
+                server.close()
+                for conn in list(state.connections):
+                    conn.transport.abort()
+            await asyncio.sleep(0.05)
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        self.run(shutdown())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
+        self.loop.close()
 
 
 @pytest.fixture(scope="session")
@@ -80,6 +94,7 @@ def start_handler_server(loop_thread: LoopThread, handler) -> tuple[object, int]
         state = ServerState(handler)
         server = await asyncio.get_running_loop().create_server(
             lambda: HttpConnection(state), "127.0.0.1", 0)
+        loop_thread.servers.append((server, state))
         return server, server.sockets[0].getsockname()[1]
 
     return loop_thread.run(start())
