@@ -17,8 +17,8 @@ log = logging.getLogger("aperture.serve")
 
 def make_app_factory(config_path: str | None, settings: Settings, *, identity_spec: str,
                      tailscaled_socket: str, data_dir: str | None):
-    # Fail on a bad identity spec before any worker starts.
-    make_source(identity_spec, tailscaled_socket=tailscaled_socket)
+    # Made here, so a bad identity spec fails before any worker starts.
+    source = make_source(identity_spec, tailscaled_socket=tailscaled_socket)
 
     async def factory() -> Gateway:
         closers = []
@@ -48,7 +48,6 @@ def make_app_factory(config_path: str | None, settings: Settings, *, identity_sp
                 retention = database["retention"].get("duration")
             sink = CaptureStore(data_dir, max_body_bytes=settings.capture_body_bytes,
                                 retention=retention)
-        source = make_source(identity_spec, tailscaled_socket=tailscaled_socket)
         gateway = Gateway(store, settings, sink=sink, identity_source=source)
         gateway.closers.extend(closers)
         return gateway

@@ -1,0 +1,336 @@
+"""The provider simulator's HTTP side: routes, credentials, fault injection, pacing.
+
+Theory of operation
+-------------------
+`Simulator.handle` is an ingress handler (`aperture.ingress.protocol`). For
+each request it reads the whole body, records the request in `seen`, finds
+the API by the path's suffix (a provider baseurl may carry a prefix, so
+`/anything/v1/messages` is `/v1/messages`), checks the credential, parses the
+JSON and asks the pure modules `anthropic` / `openai_chat` for the answer's
+bytes. This module only decides *when* bytes go out:
+
+- `latency` (or the `x-sim-latency` header) delays the response head;
+- `token_rate` (or `x-sim-token-rate`) paces the content deltas of a stream;
+  with no pacing and no fault the whole stream leaves in one write;
+- a fault, from the `x-sim-error` header or a model name containing
+  `sim-error-<fault>` (for clients that cannot set headers), is one of:
+
+  =============  ==========================================================
+  ``<status>``   an error answer in the provider's format, e.g. 429 (with
+                 retry-after), 500, 529 (OpenAI: 503), any 400..599
+  ``cut``        the head and part of the body, then the connection closes
+                 without the terminating chunk
+  ``stall``      the head and the first event (half a JSON body), then
+                 silence for `STALL_SECONDS`, then the connection closes
+  ``slow-head``  `SLOW_HEAD_SECONDS` (or `x-sim-latency`) before the head,
+                 then a normal answer
+  ``error-event``  a stream that ends with the provider's mid-stream error
+  =============  ==========================================================
+
+`x-sim-tokens` overrides the answer length. The request counter numbers every
+request; ids in answers derive from it (`aperture.sim.anthropic.message_id`...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import orjson
+
+from aperture.ingress.protocol import HttpConnection, Request, Response, ServerState
+from aperture.sim import anthropic, openai_chat
+from aperture.sim.common import EventStream
+
+SLOW_HEAD_SECONDS = 60.0
+STALL_SECONDS = 3600.0
+_PAUSE_SLICE = 0.1  # how often a long wait looks whether the client is still there
+
+
+@dataclass(frozen=True, slots=True)
+class SimSettings:
+    latency: float = 0.0  # seconds before the response head
+    token_rate: float = 0.0  # output tokens per second in streams; 0 = as fast as possible
+    output_tokens: int = 12  # answer length in tokens (words) before the request's cap
+    ping_every: int = 0  # Anthropic: a ping every N content deltas (0: only the one after block start)
+    require_key: str | None = None  # when set, any other credential gets a 401
+    history: int = 100  # how many requests `Simulator.seen` keeps
+
+
+class SeenRequest(NamedTuple):
+    method: str
+    path: str  # the request target: the path, plus "?query" when there is one
+    headers: dict[str, str]  # lowercased names
+    body: bytes
+
+
+class _Reject(Exception):
+    """An error answer decided while reading the request."""
+
+    def __init__(self, status: int, message: str | None = None, param: str | None = None) -> None:
+        self.status = status
+        self.message = message
+        self.param = param
+
+
+# Route kinds
+_MESSAGES, _COUNT, _CHAT, _MODELS, _MODEL, _EMBEDDINGS = range(6)
+_FAULTS = frozenset({"cut", "stall", "slow-head", "error-event"})
+
+
+class Simulator:
+    """The handler: `await sim.handle(req, resp)`."""
+
+    __slots__ = ("settings", "seen", "_seq")
+
+    def __init__(self, settings: SimSettings = SimSettings()) -> None:
+        self.settings = settings
+        self.seen: deque[SeenRequest] = deque(maxlen=settings.history)
+        self._seq = 0
+
+    async def handle(self, req: Request, resp: Response) -> None:
+        req.send_continue()
+        reader = req.body
+        body = reader.read_nowait()  # usually the whole body, already here
+        if body is None or (body and not reader.at_eof):
+            parts = [body] if body else []
+            while chunk := await reader.read():
+                parts.append(chunk)
+            body = b"".join(parts)
+        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in req.headers}
+        self.seen.append(SeenRequest(req.method, req.path + "?" + req.query if req.query else req.path,
+                                     headers, body))
+        self._seq += 1
+        seq = self._seq
+
+        # Route on the path's suffix, most frequent first.
+        path = req.path
+        if path.endswith("/v1/messages"):
+            api, kind = anthropic, _MESSAGES
+        elif path.endswith("/v1/chat/completions"):
+            api, kind = openai_chat, _CHAT
+        elif path.endswith("/v1/messages/count_tokens"):
+            api, kind = anthropic, _COUNT
+        elif path.endswith("/v1/models"):
+            api, kind = _models_api(headers), _MODELS
+        elif "/v1/models/" in path:
+            api, kind = _models_api(headers), _MODEL
+        elif path.endswith("/v1/embeddings"):
+            api, kind = openai_chat, _EMBEDDINGS
+        else:
+            api = _models_api(headers)
+            self._error(resp, api, 404, "Unknown request URL: %s %s" % (req.method, path), seq)
+            return
+        try:
+            await self._answer(req, resp, api, kind, headers, body, seq)
+        except _Reject as rej:
+            self._error(resp, api, rej.status, rej.message, seq, rej.param)
+
+    async def _answer(self, req: Request, resp: Response, api, kind: int, headers: dict,
+                      body: bytes, seq: int) -> None:
+        settings = self.settings
+        if settings.require_key is not None and _credential(headers) != settings.require_key:
+            raise _Reject(401)
+        if kind in (_MODELS, _MODEL):
+            if req.method != "GET":
+                raise _Reject(405, "Method %s not allowed" % req.method)
+            data = api.MODEL_LIST if kind == _MODELS else api.model_body(req.path.rpartition("/")[2])
+            resp.send(200, api.headers(seq, False), data)
+            return
+        if req.method != "POST":
+            raise _Reject(405, "Method %s not allowed" % req.method)
+        try:
+            request = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise _Reject(400, "The request body is not valid JSON.") from None
+        if type(request) is not dict:
+            raise _Reject(400, "The request body must be a JSON object.")
+
+        if kind == _MESSAGES or kind == _COUNT:
+            problem = anthropic.validate(request, count_tokens=kind == _COUNT)
+            if problem is not None:
+                raise _Reject(400, problem)
+        elif kind == _CHAT:
+            problem = openai_chat.validate(request)
+            if problem is not None:
+                raise _Reject(400, *problem)
+
+        fault = headers.get("x-sim-error")
+        if fault is None:
+            model = request.get("model")
+            if type(model) is str and "sim-error-" in model:
+                fault = model.partition("sim-error-")[2]
+        delay = settings.latency
+        if "x-sim-latency" in headers:
+            delay = _number(headers, "x-sim-latency", float)
+        elif fault == "slow-head":
+            delay = SLOW_HEAD_SECONDS
+        if fault is not None and fault not in _FAULTS:
+            status = int(fault) if fault.isdigit() else 0
+            if not 400 <= status <= 599:
+                raise _Reject(400, "unknown x-sim-error fault %r" % fault)
+            if delay > 0 and not await _pause(req, delay):
+                return
+            raise _Reject(status)
+        if delay > 0 and not await _pause(req, delay):
+            return
+
+        length = settings.output_tokens
+        if "x-sim-tokens" in headers:
+            length = _number(headers, "x-sim-tokens", int)
+        if kind == _MESSAGES:
+            plan = anthropic.plan(request, length)
+            if request.get("stream") is True:
+                events = anthropic.stream(plan, seq, settings.ping_every)
+                await self._stream(req, resp, api, seq, events, fault, headers)
+                return
+            data = anthropic.message_body(plan, seq)
+        elif kind == _CHAT:
+            plan = openai_chat.plan(request, length)
+            if request.get("stream") is True:
+                events = openai_chat.stream(plan, seq)
+                await self._stream(req, resp, api, seq, events, fault, headers)
+                return
+            data = openai_chat.completion_body(plan, seq)
+        elif kind == _COUNT:
+            data = anthropic.count_tokens_body(request)
+        else:
+            data = openai_chat.embeddings_body(request)
+            if data is None:
+                raise _Reject(400, "Missing required parameter: 'input'.", "input")
+        if fault is None or fault == "slow-head":
+            resp.send(200, api.headers(seq, False), data)
+        elif fault == "error-event":
+            raise _Reject(529)
+        else:
+            await self._broken_body(req, resp, api.headers(seq, False), data, fault)
+
+    async def _stream(self, req: Request, resp: Response, api, seq: int, events: EventStream,
+                      fault: str | None, headers: dict) -> None:
+        rate = self.settings.token_rate
+        if "x-sim-token-rate" in headers:
+            rate = _number(headers, "x-sim-token-rate", float)
+        resp.start(200, api.headers(seq, True), None)
+        if fault is None and rate <= 0:
+            resp.end(events.joined())  # the whole stream in one write
+            return
+        if fault == "stall":
+            resp.write(events.head[0])
+            if await _pause(req, STALL_SECONDS):
+                await _hang_up(req)
+            return
+        deltas = events.deltas
+        if fault is not None:  # cut and error-event stop half-way through the content
+            deltas = deltas[:max(len(deltas) // 2, min(len(deltas), 1))]
+        resp.write(b"".join(events.head))
+        if rate > 0:
+            loop = asyncio.get_running_loop()
+            interval = 1.0 / rate
+            due = loop.time()
+            for delta in deltas:
+                due += interval
+                wait = due - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                resp.write(delta)
+                await resp.drain()
+        else:
+            resp.write(b"".join(deltas))
+        if fault == "cut":
+            await _hang_up(req)
+        elif fault == "error-event":
+            resp.end(api.stream_error(seq))
+        else:
+            resp.end(b"".join(events.tail))
+
+    async def _broken_body(self, req: Request, resp: Response, head: list, data: bytes,
+                           fault: str) -> None:
+        """cut / stall for a JSON answer: the head (with the full length) and half the body."""
+        resp.start(200, head, len(data))
+        resp.write(data[:len(data) // 2])
+        if fault != "stall" or await _pause(req, STALL_SECONDS):
+            await _hang_up(req)
+
+    def _error(self, resp: Response, api, status: int, message: str | None, seq: int,
+               param: str | None = None) -> None:
+        if api is openai_chat:
+            status, head, data = openai_chat.error_response(status, message, seq, param)
+        else:
+            status, head, data = anthropic.error_response(status, message, seq)
+        resp.send(status, head, data)
+
+
+def _models_api(headers: dict):
+    """`/v1/models` is both APIs' path: Anthropic clients send anthropic-version."""
+    return anthropic if "anthropic-version" in headers else openai_chat
+
+
+def _credential(headers: dict) -> str | None:
+    key = headers.get("x-api-key")
+    if key is not None:
+        return key
+    auth = headers.get("authorization")
+    if auth is not None and auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    return headers.get("x-goog-api-key")
+
+
+_LIMITS = {"x-sim-latency": 86400.0, "x-sim-tokens": 1_000_000, "x-sim-token-rate": 1e9}
+
+
+def _number(headers: dict, name: str, kind):
+    """A numeric override header, within 0 and its limit (NaN is neither)."""
+    try:
+        value = kind(headers[name])
+    except ValueError:
+        raise _Reject(400, "%s: not a number: %r" % (name, headers[name])) from None
+    if not 0 <= value <= _LIMITS[name]:
+        raise _Reject(400, "%s must be between 0 and %s" % (name, _LIMITS[name]))
+    return value
+
+
+async def _pause(req: Request, seconds: float) -> bool:
+    """Wait `seconds`, or less when the client goes away meanwhile (then False).
+
+    A client that closes its side while nothing is being written to it is
+    only seen as end-of-input: the transport stops reading. (Reading also
+    stops when a client pipelines its next request; such a client loses the
+    waiting answer.) A waiting handler that returns unfinished makes the
+    server drop the connection.
+    """
+    if seconds <= _PAUSE_SLICE:
+        await asyncio.sleep(seconds)
+        return True
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    transport = req.conn.transport
+    while True:
+        if transport is None or transport.is_closing() or not transport.is_reading():
+            return False
+        left = end - loop.time()
+        if left <= 0:
+            return True
+        await asyncio.sleep(min(left, _PAUSE_SLICE))
+
+
+async def _hang_up(req: Request) -> None:
+    """Close the connection after what was written so far (no terminating
+    chunk), then wait to be cancelled: the server cancels a handler whose
+    connection is gone, which is how this one ends."""
+    transport = req.conn.transport
+    if transport is not None:
+        transport.close()
+    await asyncio.sleep(STALL_SECONDS)
+
+
+async def start_simulator(host: str = "127.0.0.1", port: int = 0,
+                          settings: SimSettings = SimSettings(), *,
+                          simulator: Simulator | None = None) -> tuple[asyncio.AbstractServer, int]:
+    """Listen on host:port (0: any free port) in the running loop; returns the
+    server and the bound port. Pass `simulator` to keep a handle on `seen`."""
+    sim = simulator if simulator is not None else Simulator(settings)
+    state = ServerState(sim.handle)
+    server = await asyncio.get_running_loop().create_server(lambda: HttpConnection(state), host, port)
+    return server, server.sockets[0].getsockname()[1]
