@@ -90,6 +90,7 @@ def serve(listen, workers, config_path, data_dir, no_capture, identity_spec, tai
           max_body_size, capture_body_size, connect_timeout, first_byte_timeout, idle_timeout,
           drain_timeout, log_level) -> None:
     """Run the gateway."""
+    from aperture.config import read_config_text
     from aperture.configstore import compile_config
     from aperture.errors import ConfigError
     from aperture.gateway import Settings
@@ -105,11 +106,7 @@ def serve(listen, workers, config_path, data_dir, no_capture, identity_spec, tai
     config = None
     if config_path is not None:
         try:
-            with open(config_path, encoding="utf-8") as f:
-                config, _ = compile_config(f.read(), source=config_path)
-        except OSError as exc:
-            raise click.BadParameter("cannot read %s: %s" % (config_path, exc.strerror),
-                                     param_hint="--config") from None
+            config, _ = compile_config(read_config_text(config_path), source=config_path)
         except ConfigError as exc:
             for problem in exc.problems:
                 click.echo(problem, err=True)

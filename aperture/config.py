@@ -84,6 +84,7 @@ AUTH_MODES = ("override", "passthrough", "none")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
+_HEADER_SAFE = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,6 +285,12 @@ class _Checker:
                 f"{path}.authorization",
                 f"must be a string or an object with type and value, not {_type_name(auth)}",
             )
+            ok = False
+        if apikey is not None and not _HEADER_SAFE.fullmatch(apikey):
+            # The key becomes a header value: no line breaks or other control
+            # characters (header injection), and only what HTTP/1.1 can carry.
+            where = "apikey" if raw.get("apikey") else "authorization.value"
+            self.problem(f"{path}.{where}", "must be printable ASCII (no spaces around it, no control characters)")
             ok = False
         if kind is None or not ok:
             return None
@@ -502,8 +509,8 @@ def parse_config(text: str, *, source: str = "<string>", log_warnings: bool = Tr
     return Config(providers=providers, document=doc, text=text, source=source, warnings=tuple(warnings))
 
 
-def load_config(path: str | os.PathLike, *, log_warnings: bool = True) -> Config:
-    """Read, parse and validate a config file; I/O errors become ConfigError."""
+def read_config_text(path: str | os.PathLike) -> str:
+    """The text of a config file; I/O and encoding errors become ConfigError."""
     source = os.fspath(path)
     try:
         with open(source, "rb") as f:
@@ -511,7 +518,12 @@ def load_config(path: str | os.PathLike, *, log_warnings: bool = True) -> Config
     except OSError as e:
         raise ConfigError([f"{source}: cannot read: {e.strerror or e.__class__.__name__}"]) from None
     try:
-        text = hujson.decode(data)
+        return hujson.decode(data)
     except hujson.HuJSONError as e:
         raise ConfigError([f"{source}: {e}"]) from None
-    return parse_config(text, source=source, log_warnings=log_warnings)
+
+
+def load_config(path: str | os.PathLike, *, log_warnings: bool = True) -> Config:
+    """Read, parse and validate a config file; I/O errors become ConfigError."""
+    source = os.fspath(path)
+    return parse_config(read_config_text(source), source=source, log_warnings=log_warnings)

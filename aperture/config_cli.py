@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from aperture.config import load_config
+from aperture.config import read_config_text
 from aperture.configstore import compile_config
 from aperture.errors import ConfigError
 
@@ -19,8 +19,8 @@ def _plural(n: int, word: str) -> str:
 def check_config(ctx: click.Context, file: str) -> None:
     """Check an aperture config file (HuJSON) and list every problem in it."""
     try:
-        config = load_config(file, log_warnings=False)  # reading, syntax, providers
-        compile_config(config.text, source=file, log_warnings=False)  # and grants
+        # providers and grants together: the same problems PUT /api/config reports
+        config, _ = compile_config(read_config_text(file), source=file, log_warnings=False)
     except ConfigError as e:
         for problem in e.problems:
             click.echo(problem, err=True)

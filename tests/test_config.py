@@ -1,4 +1,5 @@
 import dataclasses
+import json
 import logging
 import pathlib
 
@@ -801,3 +802,11 @@ def test_validation_never_crashes(providers):
         assert list(config.providers) == list(providers)
         for p in config.providers.values():
             assert p.scheme in ("http", "https") and p.port > 0 and p.models
+
+
+@pytest.mark.parametrize("key", ["sk-1\r\nX-Injected: 1", "sk-\x00", " sk-1", "sk-1 ", "sk-é"])
+def test_apikey_must_be_safe_as_a_header_value(key):
+    doc = {"providers": {"p": {"baseurl": "https://api.example.com", "apikey": key, "models": ["m"]}}}
+    with pytest.raises(ConfigError) as exc:
+        parse_config(json.dumps(doc))
+    assert exc.value.problems == ["providers.p.apikey: must be printable ASCII (no spaces around it, no control characters)"]
