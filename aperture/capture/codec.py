@@ -1,0 +1,194 @@
+"""Byte formats of the capture side: journal frames, record summaries, captures.
+
+Journal frame (one `os.writev` per record, see journal.py):
+
+    b"APJ1" | u32 payload length | u32 crc32(payload) | payload
+    payload = u32 meta length | u32 request body length | u32 response body length
+              | meta (orjson list of every Record field but the bodies)
+              | request body | response body
+
+Record summary (`rec` database): an orjson list, positions named by the `R_*`
+constants below. It holds what listings and usage need, nothing bulky.
+
+Capture content (`cap` database):
+
+    u8 version (1) | u32 headers length | headers
+    headers = b"j" orjson [request headers, response headers]  (small)
+            | b"d" raw deflate of the same                     (larger)
+    | body | body           (request, then response)
+    body = u8 kind | u32 original size | u32 payload length | payload
+    kind: 0 none, 1 raw bytes, 2 raw deflate, 3 block hashes (16 bytes each)
+
+Compression is raw deflate with a 4 kB window and small state (`deflate`):
+zlib's default setup costs more than compressing a small payload.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import orjson
+
+from .record import Record, ToolCall, Usage
+
+JOURNAL_MAGIC = b"APJ1"
+_FRAME = struct.Struct("<4sII")
+_LENS = struct.Struct("<III")
+FRAME_HEADER = _FRAME.size
+MAX_FRAME = 1 << 31
+
+
+# ---------------------------------------------------------------------------
+# Journal frames
+
+
+def journal_parts(rec: Record) -> list[bytes]:
+    """The frame for `rec` as a list of buffers for one `os.writev`."""
+    tc = [[t.name, t.arguments] for t in rec.tool_calls] if rec.tool_calls else []
+    u = rec.usage
+    meta = orjson.dumps([
+        rec.id, rec.time, rec.user, rec.node_name, rec.node_id, rec.tags, rec.provider,
+        rec.model, rec.api, rec.method, rec.path, rec.status, rec.stream,
+        (u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens,
+         u.reasoning_tokens),
+        tc, rec.duration_ms, rec.ttfb_ms, rec.state, rec.error, rec.request_headers,
+        rec.response_headers, rec.session_hint, rec.request_body_truncated,
+        rec.response_body_truncated,
+    ])
+    req = rec.request_body
+    resp = rec.response_body
+    lens = _LENS.pack(len(meta), len(req), len(resp))
+    crc = zlib.crc32(resp, zlib.crc32(req, zlib.crc32(meta, zlib.crc32(lens))))
+    head = _FRAME.pack(JOURNAL_MAGIC, _LENS.size + len(meta) + len(req) + len(resp), crc)
+    return [head, lens, meta, req, resp] if (req or resp) else [head + lens + meta]
+
+
+def decode_journal_payload(payload: bytes) -> Record:
+    mlen, qlen, rlen = _LENS.unpack_from(payload, 0)
+    o = _LENS.size
+    m = orjson.loads(payload[o:o + mlen])
+    o += mlen
+    req = payload[o:o + qlen]
+    resp = payload[o + qlen:o + qlen + rlen]
+    return Record(
+        id=m[0], time=m[1], user=m[2], node_name=m[3], node_id=m[4], tags=tuple(m[5]),
+        provider=m[6], model=m[7], api=m[8], method=m[9], path=m[10], status=m[11],
+        stream=m[12], usage=Usage(*m[13]), tool_calls=tuple(ToolCall(n, a) for n, a in m[14]),
+        duration_ms=m[15], ttfb_ms=m[16], state=m[17], error=m[18],
+        request_headers=tuple((k, v) for k, v in m[19]),
+        response_headers=tuple((k, v) for k, v in m[20]),
+        request_body=req, response_body=resp, session_hint=m[21],
+        request_body_truncated=m[22], response_body_truncated=m[23],
+    )
+
+
+def read_frames(data: bytes) -> tuple[list[Record], int]:
+    """Decode the whole frames at the start of `data`.
+
+    Returns the records and the number of bytes they span. Reading stops at the
+    first frame that is incomplete or damaged (a write cut short by a kill).
+    """
+    out: list[Record] = []
+    pos = 0
+    n = len(data)
+    while pos + FRAME_HEADER <= n:
+        magic, length, crc = _FRAME.unpack_from(data, pos)
+        end = pos + FRAME_HEADER + length
+        if magic != JOURNAL_MAGIC or length < _LENS.size or end > n:
+            break
+        payload = data[pos + FRAME_HEADER:end]
+        if zlib.crc32(payload) != crc:
+            break
+        try:
+            out.append(decode_journal_payload(payload))
+        except (ValueError, TypeError, IndexError, orjson.JSONDecodeError, struct.error):
+            break
+        pos = end
+    return out, pos
+
+
+# ---------------------------------------------------------------------------
+# Record summaries
+
+(R_ID, R_TIME, R_USER, R_NODE, R_NODE_ID, R_TAGS, R_PROVIDER, R_MODEL, R_API, R_METHOD,
+ R_PATH, R_STATUS, R_STREAM, R_IN, R_OUT, R_CREAD, R_CWRITE, R_REASON, R_TOOLS, R_SESSION,
+ R_DURATION, R_TTFB, R_STATE, R_ERROR, R_REQ_SIZE, R_RESP_SIZE, R_REQ_TRUNC,
+ R_RESP_TRUNC) = range(28)
+
+
+def summary(rec: Record, session: str, req_size: int, resp_size: int) -> bytes:
+    u = rec.usage
+    return orjson.dumps([
+        rec.id, rec.time, rec.user, rec.node_name, rec.node_id, rec.tags, rec.provider,
+        rec.model, rec.api, rec.method, rec.path, rec.status, rec.stream,
+        u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens,
+        u.reasoning_tokens, [t.name for t in rec.tool_calls], session, rec.duration_ms,
+        rec.ttfb_ms, rec.state, rec.error, req_size, resp_size,
+        rec.request_body_truncated, rec.response_body_truncated,
+    ])
+
+
+def encode_tools(rec: Record) -> bytes:
+    return orjson.dumps([[t.name, t.arguments] for t in rec.tool_calls])
+
+
+# ---------------------------------------------------------------------------
+# Capture content
+
+BODY_NONE, BODY_RAW, BODY_ZLIB, BODY_BLOCKS = 0, 1, 2, 3
+_BODY = struct.Struct("<BII")
+_U32 = struct.Struct("<I")
+
+
+def deflate(data: bytes) -> bytes:
+    c = zlib.compressobj(1, zlib.DEFLATED, -12, 4)
+    return c.compress(data) + c.flush()
+
+
+def inflate(data: bytes) -> bytes:
+    return zlib.decompress(data, -15)
+
+
+HEADERS_RAW_MAX = 256
+
+
+def encode_headers(req_headers, resp_headers) -> bytes:
+    raw = orjson.dumps([req_headers, resp_headers])
+    if len(raw) <= HEADERS_RAW_MAX:
+        return b"j" + raw
+    return b"d" + deflate(raw)
+
+
+def decode_headers(blob: bytes) -> tuple[list, list]:
+    if not blob:
+        return [], []
+    raw = blob[1:] if blob[:1] == b"j" else inflate(blob[1:])
+    req, resp = orjson.loads(raw)
+    return req, resp
+
+
+def encode_capture(headers: bytes, req_body: tuple[int, int, bytes],
+                   resp_body: tuple[int, int, bytes]) -> bytes:
+    """`*_body` = (kind, original size, payload)."""
+    parts = [b"\x01", _U32.pack(len(headers)), headers]
+    for kind, size, payload in (req_body, resp_body):
+        parts.append(_BODY.pack(kind, size, len(payload)))
+        parts.append(payload)
+    return b"".join(parts)
+
+
+def decode_capture(blob: bytes) -> tuple[bytes, tuple[int, int, bytes], tuple[int, int, bytes]]:
+    if blob[:1] != b"\x01":
+        raise ValueError("unknown capture format")
+    (hlen,) = _U32.unpack_from(blob, 1)
+    o = 5
+    headers = blob[o:o + hlen]
+    o += hlen
+    bodies = []
+    for _ in range(2):
+        kind, size, plen = _BODY.unpack_from(blob, o)
+        o += _BODY.size
+        bodies.append((kind, size, blob[o:o + plen]))
+        o += plen
+    return headers, bodies[0], bodies[1]

@@ -1,0 +1,248 @@
+"""Which session a request belongs to, and the running totals of each session.
+
+The rule. A request belongs to the session its client names, when the client
+names one: `Record.session_hint` set by the gateway, else the request headers
+`x-claude-code-session-id`, `session_id` or `conversation_id` (Codex) and
+`x-session-id`, else Claude Code's `metadata.user_id` in the body (the part
+after `_session_` of `user_<hash>_account_<uuid>_session_<uuid>`, or the
+`session_id` of a JSON-encoded user_id object); that id is the session id.
+Otherwise the request is grouped by conversation: its message history (the
+`messages` list of the Anthropic and OpenAI chat formats, Gemini's `contents`,
+or the Responses API's `input` list, in order, with Anthropic `cache_control`
+markers ignored) is compared with the histories of the same user's earlier
+requests, and if an earlier request's history is a prefix of this one's (or
+the same), the request joins that request's session. Otherwise it starts a new
+session with a new id. Requests that carry no message history and no client
+session id (for example `GET /v1/models`) each form their own one-request
+session.
+
+How. The history of a request is hashed message by message into a chain
+`H_k = hash(H_{k-1}, hash(message_k))`, seeded with the user. The `conv`
+database maps the chain hash of every stored request's full history to its
+session, so finding the session of a new request is a few key lookups, from the
+longest prefix down, never a scan.
+
+Totals (requests, each token kind, summed duration, first and last time, tool
+calls by name, models, providers and statuses seen) live in the `ses` database
+and are updated in the same write transaction as the request's record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import orjson
+
+from .record import Record
+
+MAX_SESSION_ID = 128
+MAX_PARSED_BODY = 64 << 20
+SESSION_HEADERS = ("x-claude-code-session-id", "session_id", "session-id", "conversation_id",
+                   "conversation-id", "x-session-id")
+_CLAUDE_USER_ID = re.compile(r"_session_([A-Za-z0-9][A-Za-z0-9_.:-]*)\s*$")
+_HISTORY_KEYS = ("messages", "contents", "input")
+
+
+def _clean(value: object) -> str:
+    if not isinstance(value, str):
+        return ""
+    value = value.strip()
+    if not value or any(ord(c) < 32 for c in value):
+        return ""
+    return value[:MAX_SESSION_ID]
+
+
+_SESSION_HEADER_SET = frozenset(SESSION_HEADERS)
+
+
+def header_session(rec: Record) -> str:
+    """The session id from the record's hint or its request headers, or ""."""
+    if rec.session_hint:
+        sid = _clean(rec.session_hint)
+        if sid:
+            return sid
+    found = None
+    for name, value in rec.request_headers:
+        lname = name.lower()
+        if lname in _SESSION_HEADER_SET:
+            if found is None:
+                found = {}
+            found.setdefault(lname, value)
+    if found:
+        for name in SESSION_HEADERS:
+            sid = _clean(found.get(name))
+            if sid:
+                return sid
+    return ""
+
+
+def parse_body(body: bytes) -> dict | None:
+    """The request body as a JSON object, or None."""
+    if not body or len(body) > MAX_PARSED_BODY:
+        return None
+    i = 0
+    while i < len(body) and body[i] in b" \t\r\n":
+        i += 1
+    if i >= len(body) or body[i] != 0x7B:  # "{"
+        return None
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def body_session(doc: dict) -> str:
+    """Claude Code's session id from `metadata.user_id`, or ""."""
+    meta = doc.get("metadata")
+    if not isinstance(meta, dict):
+        return ""
+    uid = meta.get("user_id")
+    if isinstance(uid, dict):
+        return _clean(uid.get("session_id"))
+    if not isinstance(uid, str):
+        return ""
+    s = uid.strip()
+    if s.startswith("{"):
+        try:
+            obj = orjson.loads(s)
+        except orjson.JSONDecodeError:
+            return ""
+        return _clean(obj.get("session_id")) if isinstance(obj, dict) else ""
+    m = _CLAUDE_USER_ID.search(s)
+    return _clean(m.group(1)) if m else ""
+
+
+def history(doc: dict) -> list | None:
+    for key in _HISTORY_KEYS:
+        h = doc.get(key)
+        if isinstance(h, list) and h:
+            return h
+    return None
+
+
+def _strip_cache_control(msg: object) -> object:
+    # Anthropic clients move `cache_control` to the newest blocks on every
+    # turn; it is not part of the conversation.
+    if not isinstance(msg, dict):
+        return msg
+    content = msg.get("content")
+    if isinstance(content, list) and any(isinstance(b, dict) and "cache_control" in b
+                                         for b in content):
+        msg = dict(msg)
+        msg["content"] = [{k: v for k, v in b.items() if k != "cache_control"}
+                          if isinstance(b, dict) else b for b in content]
+    if "cache_control" in msg:
+        msg = {k: v for k, v in msg.items() if k != "cache_control"}
+    return msg
+
+
+_seeds: dict[str, bytes] = {}
+
+
+def _user_seed(user: str) -> bytes:
+    seed = _seeds.get(user)
+    if seed is None:
+        if len(_seeds) > 4096:
+            _seeds.clear()
+        seed = _seeds[user] = hashlib.blake2b(user.encode("utf-8", "surrogatepass"),
+                                              digest_size=16, person=b"aperture-conv").digest()
+    return seed
+
+
+def history_chain(user: str, messages: list) -> list[bytes]:
+    """Chain hashes H_1..H_n of a message history (see the module docstring)."""
+    prev = _user_seed(user)
+    out = []
+    for msg in messages:
+        try:
+            data = orjson.dumps(_strip_cache_control(msg))
+        except TypeError:
+            data = repr(msg).encode()
+        h = hashlib.blake2b(data, digest_size=16).digest()
+        prev = hashlib.blake2b(prev + h, digest_size=16).digest()
+        out.append(prev)
+    return out
+
+
+class SessionHint:
+    """What the writer knows about a request's session before its transaction."""
+
+    __slots__ = ("client_id", "chain")
+
+    def __init__(self, client_id: str, chain: list[bytes]) -> None:
+        self.client_id = client_id
+        self.chain = chain
+
+
+def prepare(rec: Record, request_body: bytes) -> SessionHint:
+    """Work done outside the write transaction: find a client id or hash the history."""
+    sid = header_session(rec)
+    if sid:
+        return SessionHint(sid, [])
+    doc = parse_body(request_body)
+    if doc is None:
+        return SessionHint("", [])
+    sid = body_session(doc)
+    if sid:
+        return SessionHint(sid, [])
+    msgs = history(doc)
+    return SessionHint("", history_chain(rec.user, msgs) if msgs else [])
+
+
+def resolve(txn, conv_db, hint: SessionHint, new_id) -> str:
+    """The session id, looking up the conversation index inside the write txn."""
+    if hint.client_id:
+        sid = hint.client_id
+    else:
+        sid = ""
+        for h in reversed(hint.chain):
+            found = txn.get(h, db=conv_db)
+            if found is not None:
+                sid = found.decode("utf-8", "replace")
+                break
+        if not sid:
+            sid = new_id()
+    if hint.chain:
+        txn.put(hint.chain[-1], sid.encode("utf-8", "surrogatepass"), db=conv_db)
+    return sid
+
+
+def new_totals(sid: str, user: str, t: float) -> dict:
+    return {"session": sid, "user": user, "first": t, "last": t, "requests": 0,
+            "input_tokens": 0, "output_tokens": 0, "cache_read_tokens": 0,
+            "cache_write_tokens": 0, "reasoning_tokens": 0, "tool_calls": 0,
+            "duration_ms": 0.0, "tools": {}, "models": {}, "providers": {}, "statuses": {}}
+
+
+def add_to_totals(tot: dict, rec: Record) -> None:
+    u = rec.usage
+    t = rec.time
+    tot["requests"] += 1
+    tot["input_tokens"] += u.input_tokens
+    tot["output_tokens"] += u.output_tokens
+    tot["cache_read_tokens"] += u.cache_read_tokens
+    tot["cache_write_tokens"] += u.cache_write_tokens
+    tot["reasoning_tokens"] += u.reasoning_tokens
+    tot["duration_ms"] += rec.duration_ms or 0.0
+    if t < tot["first"]:
+        tot["first"] = t
+    if t > tot["last"]:
+        tot["last"] = t
+    if not tot["user"]:
+        tot["user"] = rec.user
+    if rec.tool_calls:
+        tools = tot["tools"]
+        for tc in rec.tool_calls:
+            tools[tc.name] = tools.get(tc.name, 0) + 1
+        tot["tool_calls"] += len(rec.tool_calls)
+    if rec.model:
+        d = tot["models"]
+        d[rec.model] = d.get(rec.model, 0) + 1
+    if rec.provider:
+        d = tot["providers"]
+        d[rec.provider] = d.get(rec.provider, 0) + 1
+    d = tot["statuses"]
+    st = str(rec.status)
+    d[st] = d.get(st, 0) + 1

@@ -1,0 +1,780 @@
+"""`CaptureStore`: the record sink that keeps every exchange in LMDB.
+
+Theory of operation.
+
+    event loop thread                         writer thread (one per process)
+    -----------------                         -------------------------------
+    submit(record)                            take up to `batch_max` records
+      truncate bodies over max_body_bytes     prepare each, outside any txn:
+      one os.writev of the record to this       cut bodies into blocks and hash
+        process's journal (page cache)          them, parse the request for its
+      append to the in-memory queue             session, compress new blocks
+      (never waits on the disk)               one LMDB write txn for the batch:
+                                                skip ids already stored, resolve
+                                                sessions, write records, indexes,
+                                                blocks, session totals, rollups
+                                              commit; then truncate the journal
+                                                when all it holds is committed
+                                              every few seconds: replay journals
+                                                of dead processes, purge bodies
+                                                older than the retention window
+
+`submit` is the only code on the event loop; the writer shares the GIL with
+it, so the writer's per-record work is kept small (a few LMDB puts for a small
+record, hashing and compression in C for large bodies) and it sleeps briefly
+between batches so that records gather into larger transactions.
+
+With `writer="process"` the worker keeps only the left column: its journal
+segments are handed to a child process that runs the right column (drain.py).
+
+Several processes open the same environment; LMDB serializes their write
+transactions. Every record carries a unique id and is written at most once
+(the `ids` database is checked inside the write transaction), which makes the
+journal replay idempotent.
+
+Failures never reach the caller. A failed journal append is logged and the
+record still goes to LMDB. A failed LMDB write (disk full, I/O error) is
+logged and retried with a growing pause; records keep queuing in memory, up to
+`max_queue`, after which new records stay only in the journal, which is then
+left for a replay once the writer is healthy again. A record that makes the
+writer fail for another reason (a bug) is logged and skipped alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import struct
+import threading
+import time
+from collections import deque
+
+import lmdb
+import orjson
+
+from aperture.ids import new_id
+
+from . import blocks, codec, journal, sessions
+from . import retention as retention_mod
+from .record import Record
+from .schema import (DEFAULT_MAP_SIZE, SEP, EnvHandle, StoreError, key_field, open_env,
+                     release_env, ts_bytes)
+
+log = logging.getLogger("aperture.capture")
+
+# Failures of the environment (disk full, I/O): retried, never dropped.
+ENV_ERRORS = (lmdb.Error, StoreError)
+
+DEFAULT_MAX_BODY = 8 << 20
+ROLL = struct.Struct("<8q")  # requests, in, out, cache read, cache write, reasoning, calls, dur µs
+DIM_TOTAL, DIM_USER, DIM_MODEL, DIM_PROVIDER, DIM_TOOL = b"T", b"U", b"M", b"P", b"X"
+LEVEL_DAY, LEVEL_HOUR = b"d", b"h"
+
+
+YIELD_EVERY = 32
+
+
+def _yield_gil() -> None:
+    # Lets a waiting event loop thread take the GIL now rather than after the
+    # interpreter's switch interval (5 ms): the writer's Python work comes in
+    # slices of a few dozen records.
+    time.sleep(0)
+
+
+class _Prepared:
+    __slots__ = ("rec", "keep", "req", "resp", "hint")
+
+    def __init__(self, rec: Record, keep: bool) -> None:
+        self.rec = rec
+        self.keep = keep
+        req_body = rec.request_body
+        if type(req_body) is not bytes:
+            req_body = bytes(req_body)
+        self.hint = sessions.prepare(rec, req_body)
+        if keep:
+            resp_body = rec.response_body
+            self.req = blocks.PreparedBody(req_body)
+            self.resp = blocks.PreparedBody(resp_body if type(resp_body) is bytes
+                                            else bytes(resp_body))
+        else:
+            self.req = self.resp = None
+
+
+class _Throttle:
+    """Log a repeated problem at most once per interval."""
+
+    def __init__(self, interval: float = 10.0) -> None:
+        self.interval = interval
+        self.last: dict[str, float] = {}
+
+    def ok(self, what: str) -> bool:
+        now = time.monotonic()
+        if now - self.last.get(what, -1e9) >= self.interval:
+            self.last[what] = now
+            return True
+        return False
+
+
+class CaptureStore:
+    """Keeps every submitted record in the LMDB store under `data_dir`."""
+
+    def __init__(self, data_dir: str, *, max_body_bytes: int = DEFAULT_MAX_BODY,
+                 retention: str | float | None = None, batch_max: int = 512,
+                 batch_linger: float = 0.02, map_size: int = DEFAULT_MAP_SIZE,
+                 durable: bool = True, use_journal: bool = True,
+                 journal_rotate_bytes: int = journal.DEFAULT_ROTATE_BYTES,
+                 replay_interval: float = 15.0, purge_interval: float = 300.0,
+                 max_queue: int = 200_000, clock=time.time, writer: str | None = None,
+                 rotate_interval: float = 0.05, quiet_replay: bool = False) -> None:
+        """Open (creating if needed) the store and start this process's writer.
+
+        - max_body_bytes: bodies above this are cut to it, `*_truncated` set.
+        - retention: `database.retention.duration` (see retention.py), or seconds.
+        - batch_max, batch_linger: a write transaction takes up to batch_max
+          records, gathered for up to batch_linger seconds after the first.
+        - map_size: initial LMDB map size; it grows as needed.
+        - durable: LMDB fdatasync at each commit (the journal already covers a
+          killed process; this covers a machine crash after the journal is emptied).
+        - use_journal, journal_rotate_bytes: the per-process journal (journal.py).
+        - replay_interval, purge_interval: seconds between journal replays and
+          retention purges.
+        - max_queue: records held in memory for the writer; beyond, new records
+          wait in the journal for a replay.
+        - writer: "thread" (default; env APERTURE_CAPTURE_WRITER) writes LMDB
+          from a thread of this process; "process" only journals here and
+          leaves the writing to a child process (drain.py), which takes the
+          writer's Python work off this process's GIL. rotate_interval is how
+          often a journal segment is handed to it.
+
+        Raises OSError (StoreError for LMDB failures) if the store cannot be opened.
+        `stats` counts records written, duplicates skipped, dropped, write and
+        journal errors, replayed, purged, bytes of new blocks, writer CPU seconds.
+        """
+        writer = writer or os.environ.get("APERTURE_CAPTURE_WRITER") or "thread"
+        if writer not in ("thread", "process"):
+            raise ValueError(f"capture writer must be 'thread' or 'process', not {writer!r}")
+        if retention is None or isinstance(retention, str):
+            self.retention = retention_mod.parse_retention(retention)
+        else:
+            if retention < 0:
+                raise ValueError("retention must not be negative")
+            self.retention = float(retention)
+        self.max_body_bytes = max_body_bytes
+        self._clock = clock
+        self.batch_max = max(1, batch_max)
+        self.batch_linger = batch_linger
+        self.data_dir = data_dir
+        self._rotate_bytes = journal_rotate_bytes
+        self._replay_interval = replay_interval
+        self._purge_interval = purge_interval
+        self._max_queue = max_queue
+
+        handle = open_env(data_dir, map_size=map_size, durable=durable)
+        assert handle is not None  # a writable open always returns a handle
+        self._h: EnvHandle = handle
+        self._dbs = self._h.dbs
+        self._lock = threading.Lock()  # orders journal appends with the queue
+        self._queue: deque[tuple[int, Record]] = deque()
+        self._seq = 0  # last sequence number queued
+        self._committed = 0  # every record up to this one is done (in LMDB or skipped)
+        self._done = threading.Condition()
+        self._wake = threading.Event()
+        self._idle = False
+        self._closing = False
+        self._closed = False
+        self._ready = threading.Event()  # the start-up replay is over
+        self._throttle = _Throttle()
+        self.stats = {"written": 0, "duplicates": 0, "dropped": 0, "write_errors": 0,
+                      "journal_errors": 0, "replayed": 0, "purged": 0, "bytes_blocks": 0,
+                      "writer_cpu_s": 0.0}
+
+        self._jdir = None
+        self._journal: journal.JournalFile | None = None
+        self._retired: list[journal.JournalFile] = []
+        try:
+            self._jdir = journal.journal_dir(data_dir)
+            if use_journal:
+                self._journal = journal.JournalFile(self._jdir)
+        except OSError as e:
+            if use_journal:
+                log.error("capture journal unavailable in %s (%s): records are kept in "
+                          "memory until written, and lost if this process is killed",
+                          data_dir, e)
+        self._quiet_replay = quiet_replay
+        self._replay_passes = 0
+        self._drain = None
+        self._released: list[str] = []  # process mode: segments handed to the drain
+        if writer == "process" and self._journal is not None:
+            from .drain import DrainChild
+
+            self._drain = DrainChild(data_dir, {
+                "retention": self.retention, "max_body_bytes": max_body_bytes,
+                "batch_max": batch_max, "batch_linger": batch_linger, "map_size": map_size,
+                "durable": durable, "purge_interval": purge_interval,
+                "replay_interval": 0.02, "log_level": logging.getLogger().getEffectiveLevel()})
+            self._rotate_interval = rotate_interval
+            self._ready.set()
+            target = self._run_rotator
+        else:
+            if writer == "process":
+                log.error("capture: no journal, so no drain process; writing from a thread")
+            target = self._run
+        self._thread = threading.Thread(target=target, name="aperture-capture", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------
+    # Event loop side
+
+    def submit(self, record: Record) -> None:
+        """Take a finished record: one journal append, then hand-off. Never raises."""
+        if self._closed or self._closing:
+            return
+        try:
+            rec = self._limit(record)
+            parts = codec.journal_parts(self._for_disk(rec)) if self._journal else None
+        except Exception:  # a record the codec cannot take: a bug, not a reason to fail
+            log.exception("capture: cannot encode record %s", getattr(record, "id", "?"))
+            return
+        with self._lock:
+            j = self._journal
+            if self._drain is not None:
+                # Process mode: the journal is the hand-off (see drain.py).
+                try:
+                    j.append(parts, 0)
+                except OSError as e:
+                    self._journal_failed(j, e)
+                    self.stats["dropped"] += 1
+                return
+            overflow = len(self._queue) >= self._max_queue
+            if j is not None and j.fd >= 0:
+                seq = self._seq if overflow else self._seq + 1
+                try:
+                    j.append(parts, seq)
+                except OSError as e:
+                    self._journal_failed(j, e)
+                    j = None
+            if overflow:
+                self.stats["dropped"] += 1
+                if j is not None:
+                    j.keep = True  # the record lives on in the journal, for a replay
+                if self._throttle.ok("overflow"):
+                    log.error("capture: writer is behind (%d records queued); new records "
+                              "%s", len(self._queue),
+                              "wait in the journal for a replay" if j is not None
+                              else "are LOST (no journal)")
+                return
+            self._seq += 1
+            self._queue.append((self._seq, rec))
+            wake = self._idle
+        if wake:
+            self._wake.set()
+
+    def _journal_failed(self, j: journal.JournalFile, e: OSError) -> None:
+        self.stats["journal_errors"] += 1
+        try:  # drop a partly written frame so later frames stay readable
+            os.ftruncate(j.fd, j.size)
+        except OSError:
+            pass
+        if self._throttle.ok("journal"):
+            log.error("capture journal append failed (%s): the record is queued for LMDB but "
+                      "would be lost if this process died now", e)
+
+    def _limit(self, rec: Record) -> Record:
+        cap = self.max_body_bytes
+        q, r = rec.request_body, rec.response_body
+        if len(q) > cap or len(r) > cap:
+            rec = dataclasses.replace(
+                rec, request_body=q[:cap], response_body=r[:cap],
+                request_body_truncated=rec.request_body_truncated or len(q) > cap,
+                response_body_truncated=rec.response_body_truncated or len(r) > cap)
+        return rec
+
+    def _for_disk(self, rec: Record) -> Record:
+        # Zero retention: no content reaches the disk, not even the journal.
+        if self.retention == 0 and (rec.request_body or rec.response_body
+                                    or rec.request_headers or rec.response_headers
+                                    or any(t.arguments for t in rec.tool_calls)):
+            return dataclasses.replace(
+                rec, request_body=b"", response_body=b"", request_headers=(),
+                response_headers=(),
+                tool_calls=tuple(dataclasses.replace(t, arguments="") for t in rec.tool_calls))
+        return rec
+
+    # ------------------------------------------------------------------
+    # Public control
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every record submitted so far is in LMDB. False on timeout."""
+        deadline = time.monotonic() + timeout
+        if self._drain is not None:
+            with self._lock:
+                self._rotate()
+                waiting = list(self._released)
+            while waiting:
+                waiting = [p for p in waiting if os.path.exists(p)]
+                if not waiting:
+                    break
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.005)
+            return True
+        if not self._ready.wait(timeout):
+            return False
+        with self._lock:
+            target = self._seq
+        self._wake.set()
+        with self._done:
+            while self._committed < target:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._thread.is_alive():
+                    return self._committed >= target
+                self._done.wait(min(left, 0.05))
+                self._wake.set()
+        return True
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Write what is queued, then release the journal and the environment."""
+        if self._closed:
+            return
+        self._closing = True
+        self._wake.set()
+        if self._drain is not None:
+            self._close_process_mode(timeout)
+            return
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.error("capture: writer did not finish in %.0fs; unwritten records stay in "
+                      "the journal for a replay", timeout)
+        with self._lock:
+            self._closed = True
+            leftover = bool(self._queue)
+            files = self._retired + ([self._journal] if self._journal else [])
+            self._retired, self._journal = [], None
+        for j in files:
+            if j.fd < 0:
+                continue
+            if leftover or j.keep or j.last_seq > self._committed:
+                j.release()
+            else:
+                j.remove()
+        if not self._thread.is_alive():
+            release_env(self._h)
+
+    def _close_process_mode(self, timeout: float) -> None:
+        self._thread.join(timeout)
+        drained = self.flush(timeout)
+        self._drain.stop(timeout)
+        with self._lock:
+            self._closed = True
+            j, self._journal = self._journal, None
+        if j is not None and j.fd >= 0:
+            if j.size:
+                j.release()
+            else:
+                j.remove()
+        if not drained:
+            log.error("capture: records not yet written stay in %s for a replay", self._jdir)
+        release_env(self._h)
+
+    def _rotate(self) -> None:
+        """Process mode, lock held: hand the current segment to the drain process."""
+        j = self._journal
+        if j is None or not j.size:
+            return
+        try:
+            new = journal.JournalFile(self._jdir)
+        except OSError as e:
+            if self._throttle.ok("rotate"):
+                log.error("capture: cannot start a new journal segment: %s", e)
+            return
+        self._journal = new
+        j.release()
+        self._released.append(j.path)
+
+    def _run_rotator(self) -> None:
+        while not self._closing:
+            self._wake.wait(self._rotate_interval)
+            with self._lock:
+                if self._closed:
+                    return
+                self._rotate()
+                if len(self._released) > 64:
+                    self._released = [p for p in self._released if os.path.exists(p)]
+            try:
+                self._drain.check()
+            except OSError as e:
+                if self._throttle.ok("drain"):
+                    log.error("capture: cannot start the drain process: %s", e)
+
+    def drain_journals(self, timeout: float = 30.0) -> bool:
+        """Replay every unlocked journal now and wait for it (thread mode)."""
+        target = self._replay_passes + 2  # a whole pass that starts after this call
+        self._replay_due = 0.0
+        self._wake.set()
+        deadline = time.monotonic() + timeout
+        while self._replay_passes < target:
+            if time.monotonic() >= deadline or not self._thread.is_alive():
+                return False
+            self._replay_due = 0.0
+            self._wake.set()
+            time.sleep(0.005)
+        return self.flush(max(0.0, deadline - time.monotonic()))
+
+    def replay_now(self) -> None:
+        """Replay journals of dead processes now (the writer also does it periodically)."""
+        self._replay_due = 0.0
+        self._wake.set()
+
+    def purge(self) -> int:
+        """Run the retention purge now, in the calling thread. Returns records purged."""
+        before = self.stats["purged"]
+        if self.retention is not None:
+            self._purge()
+        return self.stats["purged"] - before
+
+    # ------------------------------------------------------------------
+    # Writer thread
+
+    def _run(self) -> None:
+        self._replay_due = 0.0
+        self._purge_due = 0.0
+        pending: list[tuple[int, Record]] = []
+        failures = 0
+        first = True
+        while True:
+            now = time.monotonic()
+            if now >= self._replay_due:
+                self._replay_due = now + self._replay_interval
+                try:
+                    self._replay()
+                except Exception:
+                    log.exception("capture: journal replay failed")
+                if first:
+                    first = False
+                    self._ready.set()
+            if self.retention is not None and now >= self._purge_due:
+                self._purge_due = now + self._purge_interval
+                try:
+                    self._purge()
+                except Exception:
+                    log.exception("capture: retention purge failed")
+            if not pending:
+                pending = self._take()
+            if pending:
+                cpu = time.thread_time()
+                try:
+                    self._write_batch([r for _, r in pending])
+                except ENV_ERRORS as e:
+                    failures += 1
+                    self.stats["write_errors"] += 1
+                    pause = min(30.0, 0.1 * 2 ** min(failures, 9))
+                    if self._throttle.ok("lmdb"):
+                        log.error("capture: LMDB write failed (%s: %s); %d records waiting, "
+                                  "retrying in %.1fs", type(e).__name__, e,
+                                  len(pending) + len(self._queue), pause)
+                    if self._closing and failures > 3:
+                        return  # the journal keeps the records
+                    time.sleep(pause)
+                    continue
+                except Exception:
+                    try:
+                        self._write_one_by_one([r for _, r in pending])
+                    except ENV_ERRORS:
+                        continue  # retried whole on the next pass
+                failures = 0
+                self._after_commit(pending[-1][0])
+                self.stats["writer_cpu_s"] += time.thread_time() - cpu
+                pending = []
+                continue
+            if self._closing:
+                return
+            self._idle = True
+            if not self._queue:
+                wait = max(0.0, min(self._replay_due, self._purge_due
+                                    if self.retention is not None else 1e18) - time.monotonic())
+                self._wake.wait(min(wait, 5.0))
+            self._wake.clear()
+            self._idle = False
+            if len(self._queue) < self.batch_max and self.batch_linger > 0 and not self._closing:
+                time.sleep(self.batch_linger)
+
+    def _take(self) -> list[tuple[int, Record]]:
+        q = self._queue
+        out = []
+        n = min(len(q), self.batch_max)
+        for _ in range(n):
+            out.append(q.popleft())
+        return out
+
+    def _after_commit(self, seq: int) -> None:
+        done = []
+        with self._lock:
+            self._committed = seq
+            j = self._journal
+            if j is not None and j.fd >= 0 and j.size:
+                if j.last_seq <= seq and not j.keep:
+                    try:
+                        j.truncate()
+                    except OSError as e:
+                        if self._throttle.ok("truncate"):
+                            log.error("capture: cannot truncate journal %s: %s", j.path, e)
+                elif j.keep or j.size > self._rotate_bytes:
+                    try:
+                        self._journal = journal.JournalFile(self._jdir)
+                        self._retired.append(j)
+                    except OSError as e:
+                        if self._throttle.ok("rotate"):
+                            log.error("capture: cannot start a new journal: %s", e)
+            keep = []
+            for r in self._retired:
+                (done if r.last_seq <= seq else keep).append(r)
+            self._retired = keep
+        for r in done:
+            if r.keep:
+                r.release()
+            else:
+                r.remove()
+        with self._done:
+            self._done.notify_all()
+
+    def _write_one_by_one(self, records: list[Record]) -> None:
+        for rec in records:
+            try:
+                self._write_batch([rec])
+            except ENV_ERRORS:
+                raise
+            except Exception:
+                self.stats["dropped"] += 1
+                log.exception("capture: record %s cannot be stored; skipped", rec.id)
+
+    def _write_batch(self, records: list[Record]) -> None:
+        now = self._clock()
+        cutoff = None if self.retention is None else now - self.retention
+        prepared = []
+        for n, rec in enumerate(records):
+            if n % YIELD_EVERY == YIELD_EVERY - 1:
+                _yield_gil()
+            keep = cutoff is None or (self.retention > 0 and rec.time >= cutoff)
+            prepared.append(_Prepared(rec, keep))
+        # Compress, outside the write transaction, the blocks not stored yet.
+        packed: dict[bytes, bytes] = {}
+        hashes = {h: raw for p in prepared if p.keep for body in (p.req, p.resp)
+                  for h, raw in body.blocks}
+        if hashes:
+            with self._h.read() as txn:
+                missing = blocks.missing_blocks(txn, self._dbs, hashes)
+            for h in missing:
+                packed[h] = blocks.pack_block(hashes[h])
+        for attempt in range(20):
+            try:
+                with self._h.env.begin(write=True) as txn:
+                    written, dups, added = self._apply(txn, prepared, packed)
+                break
+            except lmdb.MapFullError:
+                size = self._h.grow()
+                log.info("capture: map size grown to %d MiB", size >> 20)
+            except lmdb.MapResizedError:
+                self._h.adopt_map_size()
+        else:
+            raise StoreError("the LMDB map could not grow enough")
+        self.stats["written"] += written
+        self.stats["duplicates"] += dups
+        self.stats["bytes_blocks"] += added
+
+    def _apply(self, txn, prepared: list[_Prepared], packed: dict[bytes, bytes]):
+        dbs = self._dbs
+        ids_db, rec_db, cap_db, tools_db = dbs["ids"], dbs["rec"], dbs["cap"], dbs["tools"]
+        ix_u, ix_m, ix_p, ix_s = dbs["ix_u"], dbs["ix_m"], dbs["ix_p"], dbs["ix_s"]
+        conv = dbs["conv"]
+        put = txn.put
+        written = dups = added = 0
+        ses_cache: dict[str, list] = {}
+        roll: dict[bytes, list[int]] = {}
+        for n, p in enumerate(prepared):
+            if n % YIELD_EVERY == YIELD_EVERY - 1:
+                _yield_gil()
+            rec = p.rec
+            idb = rec.id.encode("ascii", "replace")
+            if txn.get(idb, db=ids_db) is not None:
+                dups += 1
+                continue
+            ts = ts_bytes(rec.time)
+            tsid = ts + idb
+            sid = sessions.resolve(txn, conv, p.hint, new_id)
+            put(idb, ts, db=ids_db)
+            put(tsid, codec.summary(rec, sid, len(rec.request_body), len(rec.response_body)),
+                db=rec_db)
+            if p.keep:
+                hour = blocks.hour_of(rec.time)
+                for body in (p.req, p.resp):
+                    if body.blocks:
+                        added += blocks.store_blocks(txn, dbs, body.blocks, hour, packed)
+                headers = (codec.encode_headers(rec.request_headers, rec.response_headers)
+                           if rec.request_headers or rec.response_headers else b"")
+                put(idb, codec.encode_capture(headers, p.req.descriptor(), p.resp.descriptor()),
+                    db=cap_db)
+                if rec.tool_calls:
+                    put(idb, codec.encode_tools(rec), db=tools_db)
+            put(key_field(rec.user) + SEP + tsid, b"", db=ix_u)
+            put(key_field(rec.model) + SEP + tsid, b"", db=ix_m)
+            put(key_field(rec.provider) + SEP + tsid, b"", db=ix_p)
+            put(key_field(sid) + SEP + tsid, b"", db=ix_s)
+            self._add_session(txn, ses_cache, sid, rec)
+            self._add_rollups(roll, rec)
+            written += 1
+        self._flush_sessions(txn, ses_cache)
+        self._flush_rollups(txn, roll)
+        return written, dups, added
+
+    def _add_session(self, txn, cache: dict, sid: str, rec: Record) -> None:
+        entry = cache.get(sid)
+        if entry is None:
+            raw = txn.get(sid.encode("utf-8", "surrogatepass"), db=self._dbs["ses"])
+            if raw is None:
+                tot = sessions.new_totals(sid, rec.user, rec.time)
+                entry = [tot, None, None]
+            else:
+                tot = orjson.loads(raw)
+                entry = [tot, tot["last"], tot["user"]]
+            cache[sid] = entry
+        sessions.add_to_totals(entry[0], rec)
+
+    def _flush_sessions(self, txn, cache: dict) -> None:
+        ses, ses_t, ses_u = self._dbs["ses"], self._dbs["ses_t"], self._dbs["ses_u"]
+        for sid, (tot, old_last, old_user) in cache.items():
+            sidb = sid.encode("utf-8", "surrogatepass")
+            txn.put(sidb, orjson.dumps(tot), db=ses)
+            new_last = ts_bytes(tot["last"])
+            new_user = key_field(tot["user"])
+            if old_last is not None:
+                ol = ts_bytes(old_last)
+                ou = key_field(old_user)
+                if ol == new_last and ou == new_user:
+                    continue
+                txn.delete(ol + sidb, db=ses_t)
+                txn.delete(ou + SEP + ol + sidb, db=ses_u)
+            txn.put(new_last + sidb, b"", db=ses_t)
+            txn.put(new_user + SEP + new_last + sidb, b"", db=ses_u)
+
+    @staticmethod
+    def _add_rollups(roll: dict, rec: Record) -> None:
+        # Summed per (hour, user, model, provider) for the batch; expanded into
+        # rollup keys once per batch in _flush_rollups.
+        u = rec.usage
+        hour = int(rec.time // 3600)
+        ncalls = len(rec.tool_calls)
+        dur = int((rec.duration_ms or 0) * 1000)
+        k = (hour, rec.user, rec.model, rec.provider)
+        a = roll.get(k)
+        if a is None:
+            roll[k] = [1, u.input_tokens, u.output_tokens, u.cache_read_tokens,
+                       u.cache_write_tokens, u.reasoning_tokens, ncalls, dur]
+        else:
+            a[0] += 1
+            a[1] += u.input_tokens
+            a[2] += u.output_tokens
+            a[3] += u.cache_read_tokens
+            a[4] += u.cache_write_tokens
+            a[5] += u.reasoning_tokens
+            a[6] += ncalls
+            a[7] += dur
+        if ncalls:
+            counts: dict[str, int] = {}
+            for tc in rec.tool_calls:
+                counts[tc.name] = counts.get(tc.name, 0) + 1
+            for name, n in counts.items():
+                k = (hour, name)
+                vals = (1, u.input_tokens, u.output_tokens, u.cache_read_tokens,
+                        u.cache_write_tokens, u.reasoning_tokens, n, dur)
+                a = roll.get(k)
+                if a is None:
+                    roll[k] = list(vals)
+                else:
+                    for i in range(8):
+                        a[i] += vals[i]
+
+    def _flush_rollups(self, txn, roll: dict) -> None:
+        keys: dict[bytes, list[int]] = {}
+        for k, vals in roll.items():
+            hour = k[0]
+            hb = LEVEL_HOUR + struct.pack(">I", hour)
+            db_ = LEVEL_DAY + struct.pack(">I", hour // 24)
+            if len(k) == 4:
+                targets = ((DIM_TOTAL, b""), (DIM_USER, key_field(k[1])),
+                           (DIM_MODEL, key_field(k[2])), (DIM_PROVIDER, key_field(k[3])))
+            else:
+                targets = ((DIM_TOOL, key_field(k[1])),)
+            for dim, value in targets:
+                for level in (hb, db_):
+                    rk = dim + level + value
+                    acc = keys.get(rk)
+                    if acc is None:
+                        keys[rk] = list(vals)
+                    else:
+                        for i in range(8):
+                            acc[i] += vals[i]
+        db = self._dbs["roll"]
+        get, put, pack, unpack = txn.get, txn.put, ROLL.pack, ROLL.unpack
+        for rk, acc in keys.items():
+            old = get(rk, db=db)
+            if old is not None:
+                acc = [a + b for a, b in zip(acc, unpack(old))]
+            put(rk, pack(*acc), db=db)
+
+    # -- periodic work ----------------------------------------------------
+
+    def _replay(self) -> None:
+        try:
+            # Free the reader slots of killed processes (a `query` cut short).
+            self._h.env.reader_check()
+        except lmdb.Error:
+            pass
+        try:
+            if self._jdir is not None:
+                self._replay_orphans()
+        finally:
+            self._replay_passes += 1
+
+    def _replay_orphans(self) -> None:
+        with self._lock:
+            own = {j.path for j in self._retired if j.fd >= 0}
+            if self._journal is not None:
+                own.add(self._journal.path)
+        for orphan in journal.orphans(self._jdir, own):
+            try:
+                records = orphan.read()
+                for i in range(0, len(records), self.batch_max):
+                    chunk = records[i:i + self.batch_max]
+                    try:
+                        self._write_batch(chunk)
+                    except ENV_ERRORS:
+                        raise
+                    except Exception:
+                        self._write_one_by_one(chunk)
+            except Exception as e:  # the file stays for the next pass
+                log.error("capture: replay of %s failed (%s); will retry", orphan.path, e)
+                orphan.give_up()
+                continue
+            self.stats["replayed"] += len(records)
+            if records and not self._quiet_replay:
+                log.info("capture: replayed %d records from %s", len(records), orphan.path)
+            orphan.done()
+
+    def _purge(self) -> None:
+        cutoff = self._clock() - (self.retention or 0.0)
+        while not self._closing:
+            try:
+                with self._h.env.begin(write=True) as txn:
+                    n, _, done = retention_mod.purge_step(txn, self._dbs, cutoff)
+            except lmdb.MapResizedError:
+                self._h.adopt_map_size()
+                continue
+            except ENV_ERRORS as e:
+                log.error("capture: retention purge failed: %s", e)
+                return
+            with self._lock:
+                self.stats["purged"] += n
+            if done:
+                return
+            time.sleep(0.001)  # let the event loop in between purge transactions
