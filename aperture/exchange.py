@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import time
 
 import h11
@@ -44,7 +45,9 @@ from aperture.flow import ConnectionLost
 from aperture.formats.base import ApiFormat
 from aperture.headers import client_response_headers, for_record, upstream_request_headers
 from aperture.ids import new_id
-from aperture.upstream.connection import UpstreamClosed, UpstreamConnection, UpstreamTimeout
+from aperture.upstream.connection import UpstreamConnection, UpstreamTimeout
+
+log = logging.getLogger("aperture.exchange")
 
 _EVENT_STREAM = b"text/event-stream"
 _FOUND = accel.FOUND
@@ -130,6 +133,9 @@ class Exchange:
             await self._run()
         except GatewayError as exc:
             self._fail(exc)
+        except Exception:
+            log.exception("exchange %s failed", self.id)
+            self._fail(GatewayError("internal error in the gateway (logged as %s)" % self.id))
         except (asyncio.CancelledError, ConnectionLost):
             self.state = CLIENT_DISCONNECTED
             self.error = self.error or "client disconnected"
@@ -188,8 +194,8 @@ class Exchange:
         request = h11.Request(method=req.method.encode(), target=target, headers=headers,
                               _parsed=True)
 
-        up = await self._send_request(provider, request, body, ended, scanner)
-        await self._relay(up)
+        up, head = await self._send_request(provider, request, body, ended, scanner)
+        await self._relay(up, head)
 
     async def _read_until_model(self, scanner) -> tuple[list[bytes], bool]:
         body = self.req.body
@@ -219,7 +225,17 @@ class Exchange:
                 raise scan_error(scanner, status)
 
     async def _send_request(self, provider, request, body: bytes, ended: bool, scanner):
+        """Send the request and wait for the response head; returns the
+        connection and the first response event.
+
+        A pooled connection may have been closed by the provider while it sat
+        idle; that shows as a close before any response byte. Like Go's
+        Transport, the request is then sent once more on a new connection,
+        but only when the whole body is in hand (nothing of it was streamed
+        and lost) and the connection was a reused one.
+        """
         pool = self.gw.pool
+        timeout = self.gw.settings.first_byte_timeout
         for attempt in (1, 2):
             up = self.upstream = await pool.acquire(provider.scheme, provider.host, provider.port)
             try:
@@ -229,15 +245,24 @@ class Exchange:
                     up.send(request, h11.Data(data=body))
                     await self._stream_body(up, scanner)
                 await up.drain()
-                return up
-            except UpstreamClosed:
-                # A pooled connection the provider closed while it sat idle:
-                # safe to try once more on a new one when nothing of the body
-                # was lost (all of it was in hand).
+                event = await up.next_event(timeout)
+                while type(event) is h11.InformationalResponse:
+                    event = await up.next_event(timeout)
+            except UpstreamTimeout:
+                raise GatewayTimeout("upstream %s sent no response within %gs"
+                                     % (provider.id, timeout)) from None
+            except BadGateway:
+                if not (attempt == 1 and up.reused and ended and up.bytes_received == 0):
+                    raise
                 self._drop_upstream()
-                if attempt == 2 or not up.reused or not ended:
-                    raise BadGateway("upstream %s closed the connection" % provider.id)
-        raise AssertionError("unreachable")
+                continue
+            if type(event) is h11.Response:
+                return up, event
+            if attempt == 1 and up.reused and ended and up.bytes_received == 0:
+                self._drop_upstream()
+                continue
+            raise BadGateway("upstream %s closed the connection without a response" % provider.id)
+        raise BadGateway("upstream %s closed the connection without a response" % provider.id)
 
     async def _stream_body(self, up: UpstreamConnection, scanner) -> None:
         body = self.req.body
@@ -261,19 +286,9 @@ class Exchange:
             self.req_body.add(chunk)
             up.send(h11.Data(data=chunk))
 
-    async def _relay(self, up: UpstreamConnection) -> None:
+    async def _relay(self, up: UpstreamConnection, event: h11.Response) -> None:
         settings = self.gw.settings
         resp = self.resp
-        try:
-            event = await up.next_event(settings.first_byte_timeout)
-            while type(event) is h11.InformationalResponse:
-                event = await up.next_event(settings.first_byte_timeout)
-        except UpstreamTimeout:
-            raise GatewayTimeout("upstream %s sent no response within %gs"
-                                 % (self.provider, settings.first_byte_timeout)) from None
-        if type(event) is not h11.Response:
-            raise BadGateway("upstream %s closed the connection without a response" % self.provider)
-
         # raw_items(): one list, where iterating h11's Headers costs two
         # Python calls per header.
         upstream_headers = [(name.lower(), value) for name, value in event.headers.raw_items()]
@@ -365,7 +380,7 @@ class Exchange:
         self.error = message
         self._drop_upstream()
         self._submit()
-        self.req.conn._abort()
+        self.req.conn.abort()
 
     def _fail(self, exc: GatewayError) -> None:
         self.error = exc.message
@@ -373,7 +388,7 @@ class Exchange:
         self.state = UPSTREAM_ERROR if exc.status in (502, 503, 504) and self.provider else REFUSED
         if self.resp.started:
             self._submit()
-            self.req.conn._abort()
+            self.req.conn.abort()
             return
         body, headers = self.fmt.error_body(exc, self.id)
         self.resp.keep_alive = self.resp.keep_alive and self.req.body.at_eof

@@ -358,7 +358,7 @@ class HttpConnection(asyncio.Protocol):
                 response.keep_alive = False
                 response.send(500, [(b"content-type", b"text/plain")], b"internal error\n")
             else:
-                self._abort()
+                self.abort()
             return
         finally:
             self._task = None
@@ -370,7 +370,7 @@ class HttpConnection(asyncio.Protocol):
         if not response.finished:
             # The handler returned without finishing its response: the only
             # honest signal left is to close the connection.
-            self._abort()
+            self.abort()
             return
         if not response.keep_alive or self.state.draining or (self._closing and not self._pipeline):
             self.transport.close()  # type: ignore[union-attr]
@@ -429,9 +429,9 @@ class HttpConnection(asyncio.Protocol):
         else:
             # A response is in progress for an earlier request: it cannot be
             # interleaved with an error, so finish by closing.
-            self._abort()
+            self.abort()
 
-    def _abort(self) -> None:
+    def abort(self) -> None:
         if self.transport is not None and not self._lost:
             self.transport.abort()
 

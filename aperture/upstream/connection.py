@@ -28,7 +28,8 @@ class UpstreamClosed(BadGateway):
 
 
 class UpstreamConnection(asyncio.Protocol):
-    __slots__ = ("origin", "h11", "transport", "write_flow", "buffer", "closed", "idle_since", "reused")
+    __slots__ = ("origin", "h11", "transport", "write_flow", "buffer", "closed", "idle_since", "reused",
+                 "bytes_received")
 
     def __init__(self, origin: tuple[str, str, int]) -> None:
         self.origin = origin
@@ -39,6 +40,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False
         self.idle_since = 0.0
         self.reused = False
+        self.bytes_received = 0  # in the current request/response cycle
 
     # -- asyncio.Protocol ---------------------------------------------------
 
@@ -47,6 +49,7 @@ class UpstreamConnection(asyncio.Protocol):
         transport.set_write_buffer_limits(256 * 1024, 64 * 1024)
 
     def data_received(self, data: bytes) -> None:
+        self.bytes_received += len(data)
         self.buffer.feed(data)
 
     def eof_received(self) -> None:

@@ -72,6 +72,7 @@ class Pool:
             conn.close()
             return
         conn.h11.start_next_cycle()
+        conn.bytes_received = 0
         idle = self._idle.setdefault(conn.origin, deque())
         if len(idle) >= self.max_idle:
             idle.popleft().close()

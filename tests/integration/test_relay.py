@@ -76,7 +76,13 @@ class Script:
                 resp.write(b"".join(SSE_EVENTS[:4]))
                 await asyncio.sleep(0.05)
                 req.conn.transport.abort()
-            elif self.mode == "json-cl":
+            elif self.mode == "close-reused" and req.conn.user_data == "used":
+                # A keep-alive connection the server drops as the next request
+                # arrives, before answering it (the idle-close race).
+                req.conn.transport.abort()
+                return
+            elif self.mode in ("json-cl", "close-reused"):
+                req.conn.user_data = "used"
                 body = json.dumps({"id": "msg_2", "type": "message", "role": "assistant",
                                    "content": [{"type": "text", "text": "hi"}],
                                    "usage": {"input_tokens": 5, "output_tokens": 1}}).encode()
@@ -299,3 +305,19 @@ def test_upstream_first_byte_timeout_is_504(loop_thread, gateway_factory):
     assert head.startswith(b"HTTP/1.1 504")
     assert "sent no response within 0.5s" in json.loads(payload)["error"]["message"]
     loop_thread.loop.call_soon_threadsafe(server.close)
+
+
+def test_stale_pooled_connection_is_retried_once(scripted):
+    script, gw, _ = scripted
+    script.mode = "close-reused"
+    body = json.dumps({"model": "claude-sonnet-4-6", "messages": []}).encode()
+    with socket.create_connection(("127.0.0.1", gw.port), 10) as s:
+        for _ in range(3):
+            s.sendall(post(b"/v1/messages", body))
+            head, rest = read_head(s)
+            assert head.startswith(b"HTTP/1.1 200"), head
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            while len(rest) < length:
+                rest += s.recv(65536)
+    # 3 answered requests, plus 2 that reached a dropped connection and were sent again
+    assert len(script.requests) == 5
