@@ -39,8 +39,8 @@ import orjson
 from aperture import accel
 from aperture.capture.record import (CLIENT_DISCONNECTED, COMPLETE, INCOMPLETE, REFUSED,
                                      UPSTREAM_ERROR, Record, ToolCall, Usage)
-from aperture.errors import (BadGateway, GatewayError, GatewayTimeout, MalformedBody, MissingModel,
-                             PayloadTooLarge)
+from aperture.errors import (BadGateway, Forbidden, GatewayError, GatewayTimeout, MalformedBody,
+                             MissingModel, PayloadTooLarge)
 from aperture.flow import ConnectionLost
 from aperture.formats.base import ApiFormat
 from aperture.headers import client_response_headers, for_record, upstream_request_headers
@@ -133,14 +133,14 @@ class Exchange:
             await self._run()
         except GatewayError as exc:
             self._fail(exc)
-        except Exception:
-            log.exception("exchange %s failed", self.id)
-            self._fail(GatewayError("internal error in the gateway (logged as %s)" % self.id))
         except (asyncio.CancelledError, ConnectionLost):
             self.state = CLIENT_DISCONNECTED
             self.error = self.error or "client disconnected"
             self._drop_upstream()
             raise
+        except Exception:
+            log.exception("exchange %s failed", self.id)
+            self._fail(GatewayError("internal error in the gateway (logged as %s)" % self.id))
         finally:
             if not self.submitted:
                 self._submit()
@@ -165,7 +165,6 @@ class Exchange:
         if policy is not None:
             denial = policy.check(self.identity, provider.id, upstream_model)
             if denial is not None:
-                from aperture.errors import Forbidden
                 raise Forbidden(denial)
         body = b"".join(held)
         if upstream_model != self.model:
