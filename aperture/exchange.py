@@ -108,7 +108,7 @@ class Exchange:
         self.resp = resp
         self.fmt = fmt
         self.id = new_id()
-        self.t0 = asyncio.get_running_loop().time()
+        self.t0 = req.conn.loop.time()
         self.wall = time.time()
         self.identity = None
         self.model = ""
@@ -410,7 +410,7 @@ class Exchange:
         if self.submitted:
             return
         self.submitted = True
-        now = asyncio.get_running_loop().time()
+        now = self.req.conn.loop.time()
         resp = self.resp
         ttfb = None if resp.first_byte_at is None else (resp.first_byte_at - self.t0) * 1000.0
         ident = self.identity

@@ -20,9 +20,10 @@ class ConnectionLost(Exception):
 class WriteFlow:
     """`pause_writing`/`resume_writing` of an asyncio transport, as an awaitable."""
 
-    __slots__ = ("_paused", "_waiter", "_lost")
+    __slots__ = ("_loop", "_paused", "_waiter", "_lost")
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
         self._paused = False
         self._waiter: asyncio.Future | None = None
         self._lost = False
@@ -58,7 +59,7 @@ class WriteFlow:
             return
         waiter = self._waiter
         if waiter is None:
-            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            waiter = self._waiter = self._loop.create_future()
         await waiter
 
 
@@ -70,10 +71,12 @@ class ReadBuffer:
     `resume` is called. `feed_eof` marks the end; `lost` fails the consumer.
     """
 
-    __slots__ = ("_chunks", "_size", "_eof", "_error", "_waiter", "_high", "_low",
+    __slots__ = ("_loop", "_chunks", "_size", "_eof", "_error", "_waiter", "_high", "_low",
                  "_paused", "_pause", "_resume")
 
-    def __init__(self, pause, resume, high: int = 256 * 1024, low: int = 64 * 1024) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, pause, resume, high: int = 256 * 1024,
+                 low: int = 64 * 1024) -> None:
+        self._loop = loop
         self._chunks: deque[bytes] = deque()
         self._size = 0
         self._eof = False
@@ -138,7 +141,7 @@ class ReadBuffer:
             data = self.read_nowait()
             if data is not None:
                 return data
-            loop = asyncio.get_running_loop()
+            loop = self._loop
             waiter = self._waiter = loop.create_future()
             if timeout is None:
                 await waiter

@@ -147,7 +147,7 @@ class Response:
             data = head + data
         if data:
             if self.first_byte_at is None:
-                self.first_byte_at = asyncio.get_running_loop().time()
+                self.first_byte_at = self._conn.loop.time()
             self.bytes_sent += len(data)
             self._conn.write_raw(data)
 
@@ -193,16 +193,19 @@ class ServerState:
 
 
 class HttpConnection(asyncio.Protocol):
-    __slots__ = ("state", "transport", "peer", "parser", "write_flow", "_request", "_head_bytes",
+    __slots__ = ("state", "loop", "transport", "peer", "parser", "write_flow", "_request", "_head_bytes",
                  "_pipeline", "_task", "_idle_timer", "_closing", "identity", "_reading_paused",
                  "_pause_reasons", "_lost", "user_data")
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
+        # The loop, kept: on CPython 3.11 each asyncio.get_running_loop() is a
+        # getpid() system call, and the request path would make several.
+        self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.peer: tuple[str, int] = ("", 0)
         self.parser = httptools.HttpRequestParser(self)
-        self.write_flow = WriteFlow()
+        self.write_flow = WriteFlow(self.loop)
         self._request: Request | None = None
         self._head_bytes = 0
         self._pipeline: deque[Request] = deque()
@@ -276,7 +279,7 @@ class HttpConnection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         req = Request()
         req.conn = self
-        req.body = ReadBuffer(self._pause_for_body, self._resume_for_body)
+        req.body = ReadBuffer(self.loop, self._pause_for_body, self._resume_for_body)
         self._request = req
         self._head_bytes = 0
 
@@ -341,7 +344,7 @@ class HttpConnection(asyncio.Protocol):
 
     def _start(self, req: Request) -> None:
         response = Response(self, req.keep_alive, head_only=req.method == "HEAD")
-        self._task = asyncio.get_running_loop().create_task(self._run(req, response))
+        self._task = self.loop.create_task(self._run(req, response))
 
     async def _run(self, req: Request, response: Response) -> None:
         try:
@@ -441,7 +444,7 @@ class HttpConnection(asyncio.Protocol):
         if self.state.draining:
             self.transport.close()  # type: ignore[union-attr]
             return
-        self._idle_timer = asyncio.get_running_loop().call_later(
+        self._idle_timer = self.loop.call_later(
             self.state.keepalive_timeout, self._idle_timeout)
 
     def _cancel_idle_timer(self) -> None:

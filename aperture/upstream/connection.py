@@ -31,12 +31,12 @@ class UpstreamConnection(asyncio.Protocol):
     __slots__ = ("origin", "h11", "transport", "write_flow", "buffer", "closed", "idle_since", "reused",
                  "bytes_received")
 
-    def __init__(self, origin: tuple[str, str, int]) -> None:
+    def __init__(self, origin: tuple[str, str, int], loop: asyncio.AbstractEventLoop) -> None:
         self.origin = origin
         self.h11 = h11.Connection(h11.CLIENT)
         self.transport: asyncio.Transport | None = None
-        self.write_flow = WriteFlow()
-        self.buffer = ReadBuffer(self._pause, self._resume)
+        self.write_flow = WriteFlow(loop)
+        self.buffer = ReadBuffer(loop, self._pause, self._resume)
         self.closed = False
         self.idle_since = 0.0
         self.reused = False

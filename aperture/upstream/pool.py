@@ -56,7 +56,7 @@ class Pool:
             kwargs = {"ssl": self._ssl_context(), "server_hostname": host}
         try:
             _, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: UpstreamConnection(origin), host, port, **kwargs),
+                loop.create_connection(lambda: UpstreamConnection(origin, loop), host, port, **kwargs),
                 self.connect_timeout)
         except asyncio.TimeoutError:
             raise GatewayTimeout("timed out connecting to upstream %s:%d" % (host, port)) from None
