@@ -37,6 +37,7 @@ import h11
 import orjson
 
 from aperture import accel
+from aperture.capture.sessions import session_from_tail
 from aperture.capture.record import (CLIENT_DISCONNECTED, COMPLETE, INCOMPLETE, REFUSED,
                                      UPSTREAM_ERROR, Record, ToolCall, Usage)
 from aperture.errors import (BadGateway, Forbidden, GatewayError, GatewayTimeout, MalformedBody,
@@ -72,24 +73,28 @@ def scan_error(scanner, status: int) -> GatewayError:
 
 
 class Capture:
-    """Bytes kept for the record, up to a limit (the rest is counted, not kept)."""
+    """Bytes kept for the record, up to a limit. Past the limit only the last
+    `TAIL` bytes are kept aside (a client session id sits at the end of a
+    Claude Code body), not stored."""
 
-    __slots__ = ("parts", "size", "limit", "truncated")
+    TAIL = 64 * 1024
+    __slots__ = ("parts", "size", "limit", "truncated", "tail")
 
     def __init__(self, limit: int) -> None:
         self.parts: list[bytes] = []
         self.size = 0
         self.limit = limit
         self.truncated = False
+        self.tail = b""
 
     def add(self, data: bytes) -> None:
         room = self.limit - self.size
-        if room <= 0:
-            self.truncated = self.truncated or bool(data)
-            return
         if len(data) > room:
-            data = data[:room]
             self.truncated = True
+            self.tail = (self.tail + data)[-self.TAIL:]
+            if room <= 0:
+                return
+            data = data[:room]
         self.parts.append(data)
         self.size += len(data)
 
@@ -136,6 +141,7 @@ class Exchange:
         except (asyncio.CancelledError, ConnectionLost):
             self.state = CLIENT_DISCONNECTED
             self.error = self.error or "client disconnected"
+            self._read_usage()  # keep what was counted before the client left
             self._drop_upstream()
             raise
         except Exception:
@@ -369,7 +375,7 @@ class Exchange:
         if self.meter is not None and not self.meter.complete:
             self.state = INCOMPLETE
             self.error = self.error or "stream ended without its final event"
-        self._submit()
+        self._submit(sending=True)
 
     def _cut(self, message: str) -> None:
         """The upstream failed after the response started: keep what was
@@ -398,7 +404,7 @@ class Exchange:
         self.resp_headers = headers
         self.resp_body.add(body)
         self.resp.status = status
-        self._submit()
+        self._submit(sending=True)
 
     def _drop_upstream(self) -> None:
         up = self.upstream
@@ -406,13 +412,17 @@ class Exchange:
             self.upstream = None
             self.gw.pool.discard(up)
 
-    def _submit(self) -> None:
+    def _submit(self, sending: bool = False) -> None:
+        """Hand the record to the sink. `sending`: called just before the
+        response's last bytes are written (the first ones too, for a response
+        written in one piece)."""
         if self.submitted:
             return
         self.submitted = True
         now = self.req.conn.loop.time()
         resp = self.resp
-        ttfb = None if resp.first_byte_at is None else (resp.first_byte_at - self.t0) * 1000.0
+        first = resp.first_byte_at if resp.first_byte_at is not None else (now if sending else None)
+        ttfb = None if first is None else (first - self.t0) * 1000.0
         ident = self.identity
         req = self.req
         path = req.path + ("?" + req.query if req.query else "")
@@ -432,5 +442,6 @@ class Exchange:
             request_body=self.req_body.value(), response_body=self.resp_body.value(),
             request_body_truncated=self.req_body.truncated,
             response_body_truncated=self.resp_body.truncated,
+            session_hint=session_from_tail(self.req_body.tail) if self.req_body.truncated else "",
         )
         self.gw.sink.submit(record)

@@ -114,6 +114,24 @@ def body_session(doc: dict) -> str:
     return _clean(m.group(1)) if m else ""
 
 
+_USER_ID_TEXT = re.compile(rb'"user_id"\s*:\s*"((?:[^"\\]|\\.){1,512})"')
+
+
+def session_from_tail(tail: bytes) -> str:
+    """Claude Code's session id from the raw end of a body too large to keep
+    whole (`metadata` comes after `messages`, in the part that is cut off)."""
+    m = None
+    for m in _USER_ID_TEXT.finditer(tail):
+        pass
+    if m is None:
+        return ""
+    try:
+        uid = orjson.loads(b'"' + m.group(1) + b'"')
+    except orjson.JSONDecodeError:
+        return ""
+    return body_session({"metadata": {"user_id": uid}})
+
+
 def history(doc: dict) -> list | None:
     for key in _HISTORY_KEYS:
         h = doc.get(key)
@@ -205,7 +223,14 @@ def resolve(txn, conv_db, hint: SessionHint, new_id) -> str:
         if not sid:
             sid = new_id()
     if hint.chain:
-        txn.put(hint.chain[-1], sid.encode("utf-8", "surrogatepass"), db=conv_db)
+        # Every prefix of this history points to the session, longest first,
+        # down to the first one already known. Turns of one conversation that
+        # reach LMDB out of order (from different workers) then still meet:
+        # an earlier turn finds its own history among a later turn's prefixes.
+        value = sid.encode("utf-8", "surrogatepass")
+        for h in reversed(hint.chain):
+            if not txn.put(h, value, db=conv_db, overwrite=False):
+                break
     return sid
 
 
