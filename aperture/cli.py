@@ -69,6 +69,10 @@ def main() -> None:
 @click.option("--data-dir", default="./aperture-data", show_default=True, type=click.Path(file_okay=False),
               help="Where captures are stored (LMDB).")
 @click.option("--no-capture", is_flag=True, help="Do not store exchanges (log one line each instead).")
+@click.option("--capture-writer", default="auto", show_default=True,
+              type=click.Choice(["auto", "process", "thread"]),
+              help="Where captures are written to LMDB: a child process per worker (auto, except "
+                   "with zero retention) or a thread of the worker.")
 @click.option("--identity", "identity_spec", default=None, metavar="SOURCE",
               help="tailscale | serve-headers | dev:LOGIN. Default: tailscale when the tailscaled "
                    "socket exists; dev:<user> with the embedded default config.")
@@ -86,7 +90,7 @@ def main() -> None:
               help="On SIGTERM, seconds in-flight requests get to finish.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
-def serve(listen, workers, config_path, data_dir, no_capture, identity_spec, tailscaled_socket,
+def serve(listen, workers, config_path, data_dir, no_capture, capture_writer, identity_spec, tailscaled_socket,
           max_body_size, capture_body_size, connect_timeout, first_byte_timeout, idle_timeout,
           drain_timeout, log_level) -> None:
     """Run the gateway."""
@@ -127,7 +131,8 @@ def serve(listen, workers, config_path, data_dir, no_capture, identity_spec, tai
     try:
         factory = make_app_factory(config_path, settings, identity_spec=identity_spec,
                                    tailscaled_socket=tailscaled_socket,
-                                   data_dir=None if no_capture else data_dir)
+                                   data_dir=None if no_capture else data_dir,
+                                   capture=os.environ.get("APERTURE_CAPTURE_WRITER") or capture_writer)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     sys.exit(run_server(factory, listen, workers=workers, drain_timeout=drain_timeout))

@@ -296,6 +296,25 @@ class _Checker:
             return None
         return kind, apikey
 
+    def retention(self, database: Any) -> None:
+        """`database.retention.duration`, the one part of `database` aperture
+        acts on (the rest is kept as it is)."""
+        if not isinstance(database, dict) or not isinstance(database.get("retention"), dict):
+            return
+        duration = database["retention"].get("duration")
+        if duration is None:
+            return
+        path = "database.retention.duration"
+        if not isinstance(duration, str):
+            self.problem(path, f"must be a string like \"720h\" or \"0\", not {_type_name(duration)}")
+            return
+        from aperture.capture.retention import parse_retention
+
+        try:
+            parse_retention(duration)
+        except ValueError as e:
+            self.problem(path, str(e))
+
     def auth_mode(self, raw: dict, path: str) -> str | None:
         mode = raw.get("auth_mode")
         if mode is None:
@@ -434,6 +453,7 @@ def _check(doc: Any) -> tuple[dict[str, Provider], list[str], list[str]]:
                 provider = checker.provider(pid, raw, f"providers{_key(pid)}")
                 if provider is not None:
                     providers[pid] = provider
+    checker.retention(doc.get("database"))
     return providers, checker.problems, checker.warnings
 
 

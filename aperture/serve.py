@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from aperture.config import Config
+from aperture.capture.retention import parse_retention
 from aperture.configstore import ConfigStore, compile_config
 from aperture.gateway import Gateway, Settings
 from aperture.identity.sources import make_source
@@ -15,8 +15,21 @@ from aperture.identity.sources import make_source
 log = logging.getLogger("aperture.serve")
 
 
+def capture_writer(choice: str, retention: str | None) -> str:
+    """Where LMDB is written from. "process" (a child process per worker)
+    keeps the writer's Python work off the worker's GIL: capture then costs the
+    request path one journal append. With zero retention bodies never reach
+    the journal, and sessions are found from them in memory, so the writer is
+    a thread of the worker."""
+    if retention is not None and parse_retention(retention) == 0:
+        if choice == "process":
+            log.info("zero retention: captures are written from a thread of each worker")
+        return "thread"
+    return "process" if choice == "auto" else choice
+
+
 def make_app_factory(config_path: str | None, settings: Settings, *, identity_spec: str,
-                     tailscaled_socket: str, data_dir: str | None):
+                     tailscaled_socket: str, data_dir: str | None, capture: str = "auto"):
     # Made here, so a bad identity spec fails before any worker starts.
     source = make_source(identity_spec, tailscaled_socket=tailscaled_socket)
 
@@ -47,7 +60,7 @@ def make_app_factory(config_path: str | None, settings: Settings, *, identity_sp
             if isinstance(database, dict) and isinstance(database.get("retention"), dict):
                 retention = database["retention"].get("duration")
             sink = CaptureStore(data_dir, max_body_bytes=settings.capture_body_bytes,
-                                retention=retention)
+                                retention=retention, writer=capture_writer(capture, retention))
         gateway = Gateway(store, settings, sink=sink, identity_source=source)
         gateway.closers.extend(closers)
         return gateway

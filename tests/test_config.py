@@ -810,3 +810,19 @@ def test_apikey_must_be_safe_as_a_header_value(key):
     with pytest.raises(ConfigError) as exc:
         parse_config(json.dumps(doc))
     assert exc.value.problems == ["providers.p.apikey: must be printable ASCII (no spaces around it, no control characters)"]
+
+
+@pytest.mark.parametrize("duration, problem", [
+    ("30m", 'database.retention.duration: retention \'30m\' must be between 1h and 3650d, or "0"'),
+    (720, 'database.retention.duration: must be a string like "720h" or "0", not a number'),
+])
+def test_retention_duration_checked_at_load(duration, problem):
+    doc = {"providers": {}, "database": {"retention": {"duration": duration}}}
+    with pytest.raises(ConfigError) as exc:
+        parse_config(json.dumps(doc))
+    assert exc.value.problems == [problem]
+
+
+@pytest.mark.parametrize("duration", ["0", "720h", "30d", "1h30m"])
+def test_retention_durations_accepted(duration):
+    parse_config(json.dumps({"providers": {}, "database": {"retention": {"duration": duration}}}))
