@@ -94,6 +94,9 @@ def main(argv: list[str]) -> int:
     # SIGTERM sent to the whole process group must not cut a transaction short.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # A background writer: when CPUs are short, serving comes first. The
+    # journal holds what waits, and the drain catches up when there is room.
+    os.nice(10)
     logging.basicConfig(level=options.pop("log_level", logging.WARNING),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from .store import CaptureStore
