@@ -128,14 +128,14 @@ class Config:
 # --- paths ------------------------------------------------------------------
 
 
-def _key(name: str) -> str:
+def path_key(name: str) -> str:
     """One step of a JSON path: `.name`, or `["odd name"]` when it needs quoting."""
     if _PLAIN_KEY.fullmatch(name):
         return "." + name
     return "[" + json.dumps(name, ensure_ascii=False) + "]"
 
 
-def _type_name(value: Any) -> str:
+def type_name(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -169,7 +169,7 @@ class _Checker:
         if value is None:
             return None
         if not isinstance(value, str):
-            self.problem(f"{path}.{key}", f"must be a string, not {_type_name(value)}")
+            self.problem(f"{path}.{key}", f"must be a string, not {type_name(value)}")
             return None
         return value
 
@@ -182,7 +182,7 @@ class _Checker:
             return None
         url = raw["baseurl"]
         if not isinstance(url, str):
-            self.problem(path, f"must be a string, not {_type_name(url)}")
+            self.problem(path, f"must be a string, not {type_name(url)}")
             return None
         if not url:
             self.problem(path, "must not be empty")
@@ -221,7 +221,7 @@ class _Checker:
             return None
         models = raw["models"]
         if not isinstance(models, list):
-            self.problem(path, f"must be a list of model names, not {_type_name(models)}")
+            self.problem(path, f"must be a list of model names, not {type_name(models)}")
             return None
         if not models:
             self.problem(path, "must list at least one model")
@@ -241,7 +241,7 @@ class _Checker:
 
     def auth_type(self, value: Any, path: str) -> str | None:
         if not isinstance(value, str):
-            self.problem(path, f"must be a string, not {_type_name(value)}")
+            self.problem(path, f"must be a string, not {type_name(value)}")
             return None
         norm = value.strip().lower()
         if norm not in AUTHORIZATION_TYPES:
@@ -254,7 +254,7 @@ class _Checker:
         ok = True
         apikey = raw.get("apikey")
         if apikey is not None and not isinstance(apikey, str):
-            self.problem(f"{path}.apikey", f"must be a string, not {_type_name(apikey)}")
+            self.problem(f"{path}.apikey", f"must be a string, not {type_name(apikey)}")
             ok, apikey = False, None
         apikey = apikey or None
         auth = raw.get("authorization")
@@ -270,7 +270,7 @@ class _Checker:
                 kind = self.auth_type(auth["type"], f"{path}.authorization.type")
             value = auth.get("value")
             if value is not None and not isinstance(value, str):
-                self.problem(f"{path}.authorization.value", f"must be a string, not {_type_name(value)}")
+                self.problem(f"{path}.authorization.value", f"must be a string, not {type_name(value)}")
                 ok = False
             elif value:
                 if apikey is not None and value != apikey:
@@ -283,7 +283,7 @@ class _Checker:
         else:
             self.problem(
                 f"{path}.authorization",
-                f"must be a string or an object with type and value, not {_type_name(auth)}",
+                f"must be a string or an object with type and value, not {type_name(auth)}",
             )
             ok = False
         if apikey is not None and not _HEADER_SAFE.fullmatch(apikey):
@@ -306,7 +306,7 @@ class _Checker:
             return
         path = "database.retention.duration"
         if not isinstance(duration, str):
-            self.problem(path, f"must be a string like \"720h\" or \"0\", not {_type_name(duration)}")
+            self.problem(path, f"must be a string like \"720h\" or \"0\", not {type_name(duration)}")
             return
         from aperture.capture.retention import parse_retention
 
@@ -320,7 +320,7 @@ class _Checker:
         if mode is None:
             return "override"
         if not isinstance(mode, str):
-            self.problem(f"{path}.auth_mode", f"must be a string, not {_type_name(mode)}")
+            self.problem(f"{path}.auth_mode", f"must be a string, not {type_name(mode)}")
             return None
         norm = mode.strip().lower() or "override"
         if norm not in AUTH_MODES:
@@ -334,7 +334,7 @@ class _Checker:
         if flags is None:
             flags = {}
         if not isinstance(flags, dict):
-            self.problem(path, f"must be an object of true/false flags, not {_type_name(flags)}")
+            self.problem(path, f"must be an object of true/false flags, not {type_name(flags)}")
             return None
         ok = True
         alpha: dict[str, bool] = {}
@@ -345,11 +345,11 @@ class _Checker:
             elif name in COMPATIBILITY_FLAGS:
                 target = beta
             else:
-                self.problem(f"{path}{_key(name)}", f"unknown flag (known: {_KNOWN_FLAGS_TEXT})")
+                self.problem(f"{path}{path_key(name)}", f"unknown flag (known: {_KNOWN_FLAGS_TEXT})")
                 ok = False
                 continue
             if not isinstance(value, bool):
-                self.problem(f"{path}{_key(name)}", f"must be true or false, not {_type_name(value)}")
+                self.problem(f"{path}{path_key(name)}", f"must be true or false, not {type_name(value)}")
                 ok = False
                 continue
             target[name] = value
@@ -389,7 +389,7 @@ class _Checker:
         elif "/" in pid:
             self.problem(path, "provider id must not contain '/'")
         if not isinstance(raw, dict):
-            self.problem(path, f"must be an object, not {_type_name(raw)}")
+            self.problem(path, f"must be an object, not {type_name(raw)}")
             return None
         url = self.baseurl(raw, path)
         models = self.models(raw, path)
@@ -403,7 +403,7 @@ class _Checker:
         if tailnet is None:
             tailnet = False
         if not isinstance(tailnet, bool):
-            self.problem(f"{path}.tailnet", f"must be true or false, not {_type_name(tailnet)}")
+            self.problem(f"{path}.tailnet", f"must be true or false, not {type_name(tailnet)}")
         if len(self.problems) > before:
             self._in_field_order(before, raw, path)
             return None
@@ -442,15 +442,15 @@ def _check(doc: Any) -> tuple[dict[str, Provider], list[str], list[str]]:
     checker = _Checker()
     providers: dict[str, Provider] = {}
     if not isinstance(doc, dict):
-        checker.problem("top level", f"must be an object, not {_type_name(doc)}")
+        checker.problem("top level", f"must be an object, not {type_name(doc)}")
         return providers, checker.problems, checker.warnings
     if "providers" in doc:
         section = doc["providers"]
         if not isinstance(section, dict):
-            checker.problem("providers", f"must be an object (provider id -> provider), not {_type_name(section)}")
+            checker.problem("providers", f"must be an object (provider id -> provider), not {type_name(section)}")
         else:
             for pid, raw in section.items():
-                provider = checker.provider(pid, raw, f"providers{_key(pid)}")
+                provider = checker.provider(pid, raw, f"providers{path_key(pid)}")
                 if provider is not None:
                     providers[pid] = provider
     checker.retention(doc.get("database"))
@@ -488,7 +488,7 @@ def _duplicate_problems(std_text: str) -> list[str]:
             return
         seen: set[str] = set()
         for key, value in node:
-            step = _key(key)
+            step = path_key(key)
             child = path + step if path or step.startswith("[") else step[1:]
             if key in seen:
                 problems.append(f"{child}: defined more than once")

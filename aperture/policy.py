@@ -43,12 +43,12 @@ caches, so a decision never outlives the grants it came from.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from aperture.config import path_key, type_name
 from aperture.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -71,7 +71,6 @@ NO_ROLE = "access denied: no role granted"
 _ACCESS_CACHE_SIZE = 4096
 _DECISION_CACHE_SIZE = 65536
 _MISS = object()
-_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 # --- globs -------------------------------------------------------------------
@@ -171,29 +170,6 @@ def _normalize_groups(groups: Iterable[str]) -> frozenset[str]:
 # --- parsing and validation ----------------------------------------------------
 
 
-def _key(name: str) -> str:
-    """One step of a JSON path, in the same spelling as config problems."""
-    if _PLAIN_KEY.fullmatch(name):
-        return "." + name
-    return "[" + json.dumps(name, ensure_ascii=False) + "]"
-
-
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
 class _Compiler:
     def __init__(self) -> None:
         self.problems: list[str] = []
@@ -205,7 +181,7 @@ class _Compiler:
     def source(self, raw: Any, path: str) -> _Source | None:
         path = f"{path}.src"
         if not isinstance(raw, list):
-            self.problem(path, f"must be a list of sources, not {_type_name(raw)}")
+            self.problem(path, f"must be a list of sources, not {type_name(raw)}")
             return None
         ok = True
         everyone = members = tagged = False
@@ -215,7 +191,7 @@ class _Compiler:
         for i, entry in enumerate(raw):
             where = f"{path}[{i}]"
             if not isinstance(entry, str):
-                self.problem(where, f"must be a string, not {_type_name(entry)}")
+                self.problem(where, f"must be a string, not {type_name(entry)}")
                 ok = False
                 continue
             s = entry.strip()
@@ -261,7 +237,7 @@ class _Compiler:
 
     def glob(self, value: Any, path: str) -> str | None:
         if not isinstance(value, str):
-            self.problem(path, f"must be a glob string, not {_type_name(value)}")
+            self.problem(path, f"must be a glob string, not {type_name(value)}")
             return None
         if not value.strip():
             self.problem(path, "must not be empty")
@@ -279,7 +255,7 @@ class _Compiler:
 
     def role(self, value: Any, path: str) -> str | None:
         if value not in ROLES:
-            shown = "a string" if isinstance(value, str) else _type_name(value)
+            shown = "a string" if isinstance(value, str) else type_name(value)
             self.problem(path, f'must be "admin" or "user" (got {shown})')
             return None
         return value
@@ -290,7 +266,7 @@ class _Compiler:
     def current(self, index: int, raw: Any) -> None:
         path = f"grants[{index}]"
         if not isinstance(raw, dict):
-            self.problem(path, f"must be an object with src and app, not {_type_name(raw)}")
+            self.problem(path, f"must be an object with src and app, not {type_name(raw)}")
             return
         before = len(self.problems)
         if "src" not in raw:
@@ -304,19 +280,19 @@ class _Compiler:
         if app is None:
             self.problem(f"{path}.app", f'required (an object with "{APERTURE_CAP}")')
         elif not isinstance(app, dict):
-            self.problem(f"{path}.app", f"must be an object, not {_type_name(app)}")
+            self.problem(f"{path}.app", f"must be an object, not {type_name(app)}")
         else:
             caps = app.get(APERTURE_CAP)
-            cpath = f"{path}.app{_key(APERTURE_CAP)}"
+            cpath = f"{path}.app{path_key(APERTURE_CAP)}"
             if caps is None:
                 pass  # only custom capabilities: nothing for aperture itself
             elif not isinstance(caps, list):
-                self.problem(cpath, f"must be a list of capability objects, not {_type_name(caps)}")
+                self.problem(cpath, f"must be a list of capability objects, not {type_name(caps)}")
             else:
                 for j, cap in enumerate(caps):
                     where = f"{cpath}[{j}]"
                     if not isinstance(cap, dict):
-                        self.problem(where, f"must be an object, not {_type_name(cap)}")
+                        self.problem(where, f"must be an object, not {type_name(cap)}")
                         continue
                     if "role" in cap:
                         role = self.merge_role(role, self.role(cap["role"], f"{where}.role"))
@@ -339,7 +315,7 @@ class _Compiler:
     def legacy(self, index: int, raw: Any) -> None:
         path = f"temp_grants[{index}]"
         if not isinstance(raw, dict):
-            self.problem(path, f"must be an object with src and grants, not {_type_name(raw)}")
+            self.problem(path, f"must be an object with src and grants, not {type_name(raw)}")
             return
         before = len(self.problems)
         if "src" not in raw:
@@ -351,12 +327,12 @@ class _Compiler:
         role: str | None = None
         models: list[str] = []
         if not isinstance(inner, list):
-            self.problem(f"{path}.grants", f"must be a list of grant objects, not {_type_name(inner)}")
+            self.problem(f"{path}.grants", f"must be a list of grant objects, not {type_name(inner)}")
         else:
             for j, cap in enumerate(inner):
                 where = f"{path}.grants[{j}]"
                 if not isinstance(cap, dict):
-                    self.problem(where, f"must be an object, not {_type_name(cap)}")
+                    self.problem(where, f"must be an object, not {type_name(cap)}")
                     continue
                 if "role" in cap:
                     role = self.merge_role(role, self.role(cap["role"], f"{where}.role"))
@@ -365,13 +341,13 @@ class _Compiler:
                     if not isinstance(entries, list):
                         self.problem(
                             f"{where}.providers",
-                            f"must be a list of {{provider, model}} objects, not {_type_name(entries)}",
+                            f"must be a list of {{provider, model}} objects, not {type_name(entries)}",
                         )
                         continue
                     for k, entry in enumerate(entries):
                         epath = f"{where}.providers[{k}]"
                         if not isinstance(entry, dict):
-                            self.problem(epath, f"must be an object with provider and model, not {_type_name(entry)}")
+                            self.problem(epath, f"must be an object with provider and model, not {type_name(entry)}")
                             continue
                         provider = entry.get("provider")
                         model = entry.get("model", "*")
@@ -392,14 +368,14 @@ class _Compiler:
 
     def document(self, document: Any) -> None:
         if not isinstance(document, dict):
-            self.problem("top level", f"must be an object, not {_type_name(document)}")
+            self.problem("top level", f"must be an object, not {type_name(document)}")
             return
         for section, handler in (("grants", self.current), ("temp_grants", self.legacy)):
             raw = document.get(section)
             if raw is None:
                 continue
             if not isinstance(raw, list):
-                self.problem(section, f"must be a list of grants, not {_type_name(raw)}")
+                self.problem(section, f"must be a list of grants, not {type_name(raw)}")
                 continue
             for i, entry in enumerate(raw):
                 handler(i, entry)

@@ -8,7 +8,7 @@ Headers in a record have already had every credential removed.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 # States of an exchange (issue: capture every exchange).

@@ -6,7 +6,7 @@ sources in this package and then attached to every exchange on that connection.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True, slots=True)

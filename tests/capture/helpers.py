@@ -9,7 +9,7 @@ import time
 
 import orjson
 
-from aperture.capture.record import COMPLETE, Record, ToolCall, Usage
+from aperture.capture.record import COMPLETE, Record, Usage
 from aperture.ids import new_id
 
 
