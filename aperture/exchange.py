@@ -51,6 +51,8 @@ from aperture.upstream.connection import UpstreamConnection, UpstreamTimeout
 log = logging.getLogger("aperture.exchange")
 
 _EVENT_STREAM = b"text/event-stream"
+#: JSON response bodies up to this size are parsed for usage once complete
+MAX_METERED_JSON = 16 * 1024 * 1024
 _FOUND = accel.FOUND
 _NEED_DATA = accel.NEED_DATA
 
@@ -318,7 +320,7 @@ class Exchange:
         meter = self.meter
         json_body = self.json_body
         capture = self.resp_body
-        sent = 0
+        sent = json_size = 0
         idle = settings.idle_timeout
         try:
             while True:
@@ -330,6 +332,10 @@ class Exchange:
                         meter.feed(data)
                     elif json_body is not None:
                         json_body.append(data)
+                        json_size += len(data)
+                        if json_size > MAX_METERED_JSON:
+                            # Too large to parse for usage: relay it, count nothing.
+                            json_body = self.json_body = None
                     capture.add(data)
                     sent += len(data)
                     if content_length is not None and sent >= content_length:
