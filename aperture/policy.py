@@ -263,17 +263,22 @@ class _Compiler:
     def merge_role(self, a: str | None, b: str | None) -> str | None:
         return "admin" if "admin" in (a, b) else (a or b)
 
-    def current(self, index: int, raw: Any) -> None:
-        path = f"grants[{index}]"
+    def _entry(self, raw: Any, path: str, fields: str) -> tuple[bool, Any]:
+        """(is an object, its compiled src or None) for one grant entry."""
         if not isinstance(raw, dict):
-            self.problem(path, f"must be an object with src and app, not {type_name(raw)}")
-            return
-        before = len(self.problems)
+            self.problem(path, f"must be an object with {fields}, not {type_name(raw)}")
+            return False, None
         if "src" not in raw:
             self.problem(f"{path}.src", "required")
-            src = None
-        else:
-            src = self.source(raw["src"], path)
+            return True, None
+        return True, self.source(raw["src"], path)
+
+    def current(self, index: int, raw: Any) -> None:
+        path = f"grants[{index}]"
+        before = len(self.problems)
+        is_object, src = self._entry(raw, path, "src and app")
+        if not is_object:
+            return
         app = raw.get("app")
         role: str | None = None
         models: list[str] = []
@@ -314,15 +319,10 @@ class _Compiler:
 
     def legacy(self, index: int, raw: Any) -> None:
         path = f"temp_grants[{index}]"
-        if not isinstance(raw, dict):
-            self.problem(path, f"must be an object with src and grants, not {type_name(raw)}")
-            return
         before = len(self.problems)
-        if "src" not in raw:
-            self.problem(f"{path}.src", "required")
-            src = None
-        else:
-            src = self.source(raw["src"], path)
+        is_object, src = self._entry(raw, path, "src and grants")
+        if not is_object:
+            return
         inner = raw.get("grants")
         role: str | None = None
         models: list[str] = []
