@@ -211,3 +211,19 @@ def raw_request(port: int, data: bytes, *, read_until_close: bool = True, timeou
         while chunk := s.recv(65536):
             out += chunk
         return out
+
+
+def dechunk(data: bytes) -> tuple[bytes, bool]:
+    """(body, complete) of a chunked HTTP/1.1 body, however much of it arrived."""
+    body = b""
+    while True:
+        line, sep, rest = data.partition(b"\r\n")
+        if not sep:
+            return body, False
+        size = int(line, 16)
+        if size == 0:
+            return body, True
+        if len(rest) < size + 2:
+            return body + rest[:size], False
+        body += rest[:size]
+        data = rest[size + 2:]

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from .conftest import raw_request, start_handler_server
+from .conftest import dechunk, raw_request, start_handler_server
 
 SSE_EVENTS = [
     b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1","type":"message",'
@@ -130,23 +130,6 @@ def read_head(sock) -> tuple[bytes, bytes]:
         data += chunk
     head, _, rest = data.partition(b"\r\n\r\n")
     return head, rest
-
-
-def dechunk(data: bytes) -> tuple[bytes, bool]:
-    """(body, complete) of a chunked body."""
-    body = b""
-    while data:
-        line, sep, rest = data.partition(b"\r\n")
-        if not sep:
-            return body, False
-        size = int(line, 16)
-        if size == 0:
-            return body, True
-        if len(rest) < size + 2:
-            return body + rest[:size], False
-        body += rest[:size]
-        data = rest[size + 2:]
-    return body, False
 
 
 def read_chunked(sock, initial: bytes) -> tuple[bytes, bool]:

@@ -26,7 +26,7 @@ from aperture.sim.cli import simulate
 from aperture.sim.common import answer_text, answer_words
 from aperture.sim.server import SimSettings, Simulator
 
-from .conftest import SimHandle, start_handler_server
+from .conftest import SimHandle, dechunk, start_handler_server
 
 TOOL = {"name": "check_stock", "description": "Stock level for a SKU",
         "input_schema": {"type": "object", "properties": {"sku": {"type": "string"},
@@ -436,21 +436,6 @@ def read_all(port: int, request: bytes) -> bytes:
         while chunk := sock.recv(65536):
             data += chunk
     return data
-
-
-def dechunk(data: bytes) -> tuple[bytes, bool]:
-    body = b""
-    while True:
-        line, sep, rest = data.partition(b"\r\n")
-        if not sep:
-            return body, False
-        size = int(line, 16)
-        if size == 0:
-            return body, True
-        if len(rest) < size + 2:
-            return body + rest[:size], False
-        body += rest[:size]
-        data = rest[size + 2:]
 
 
 def raw_chunked(port: int, request: bytes) -> tuple[bytes, bytes, bool]:
