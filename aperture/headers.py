@@ -9,21 +9,19 @@ credentials are replaced by a mask.
 
 from __future__ import annotations
 
+from aperture.identity.sources import IDENTITY_HEADERS  # set by `tailscale serve`; never forwarded
+
 HOP_BY_HOP = frozenset({
     b"connection", b"keep-alive", b"proxy-connection", b"proxy-authenticate",
     b"proxy-authorization", b"te", b"trailer", b"transfer-encoding", b"upgrade",
 })
 CREDENTIALS = frozenset({b"authorization", b"x-api-key", b"x-goog-api-key"})
 #: set by `tailscale serve`; never forwarded upstream, whatever the identity mode
-IDENTITY = frozenset({
-    b"tailscale-user-login", b"tailscale-user-name", b"tailscale-user-profile-pic",
-    b"tailscale-headers-info", b"tailscale-funnel-request", b"tailscale-app-capabilities",
-})
 _SECRET_IN_RECORDS = CREDENTIALS | {b"proxy-authorization", b"cookie", b"set-cookie"}
 MASK = "[removed]"
 
 # Request headers the gateway sets itself or must not pass on.
-_NOT_FORWARDED_UP = HOP_BY_HOP | IDENTITY | {b"host", b"content-length", b"expect"}
+_NOT_FORWARDED_UP = HOP_BY_HOP | IDENTITY_HEADERS | {b"host", b"content-length", b"expect"}
 
 _AUTH_HEADER = {"bearer": b"authorization", "x-api-key": b"x-api-key", "x-goog-api-key": b"x-goog-api-key"}
 

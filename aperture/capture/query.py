@@ -31,7 +31,7 @@ from .codec import (R_API, R_CREAD, R_CWRITE, R_DURATION, R_ERROR, R_ID, R_IN, R
                     R_REQ_SIZE, R_REQ_TRUNC, R_RESP_SIZE, R_RESP_TRUNC, R_SESSION, R_STATE,
                     R_STATUS, R_STREAM, R_TAGS, R_TIME, R_TOOLS, R_TTFB, R_USER)
 from .retention import parse_duration
-from .schema import SEP, key_field, open_env, release_env, ts_bytes
+from .schema import SEP, add_counts, key_field, open_env, release_env, ts_bytes
 from .store import (DIM_MODEL, DIM_PROVIDER, DIM_TOOL, DIM_TOTAL, DIM_USER, LEVEL_DAY,
                     LEVEL_HOUR, ROLL)
 
@@ -315,7 +315,7 @@ class CaptureReader:
                         group = utc_day(t)
                     else:
                         group = key[6:].decode("utf-8", "replace")
-                    _add_vals(acc, group, ROLL.unpack(value))
+                    add_counts(acc, group, ROLL.unpack(value))
         for a, b in edges:
             sub = Filter(since=a, until=b)
             for s in self._scan(txn, sub):
@@ -394,15 +394,6 @@ def _session_row(tot: dict) -> dict:
     return row
 
 
-def _add_vals(acc: dict, group: str, vals) -> None:
-    a = acc.get(group)
-    if a is None:
-        acc[group] = list(vals)
-    else:
-        for i in range(8):
-            a[i] += vals[i]
-
-
 def _add_summary(acc: dict, by: str, s: list) -> None:
     vals = [1, s[R_IN], s[R_OUT], s[R_CREAD], s[R_CWRITE], s[R_REASON], len(s[R_TOOLS]),
             int((s[R_DURATION] or 0) * 1000)]
@@ -412,14 +403,14 @@ def _add_summary(acc: dict, by: str, s: list) -> None:
             counts[name] = counts.get(name, 0) + 1
         for name, n in counts.items():
             vals[6] = n
-            _add_vals(acc, name, vals)
+            add_counts(acc, name, vals)
         return
     if by == "day":
         group = utc_day(s[R_TIME])
     else:
         group = s[{"user": R_USER, "model": R_MODEL, "provider": R_PROVIDER,
                    "session": R_SESSION}[by]]
-    _add_vals(acc, group, vals)
+    add_counts(acc, group, vals)
 
 
 def _decompose(lo: float, hi: float):

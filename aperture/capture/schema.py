@@ -243,3 +243,14 @@ def release_env(handle: EnvHandle) -> None:
         if handle.users <= 0:
             _registry.pop(handle.path, None)
             handle.env.close()
+
+
+def add_counts(acc: dict, key, vals) -> None:
+    """Add the 8 rollup figures `vals` (requests, five token kinds, tool
+    calls, microseconds) into `acc[key]`, creating it on first use."""
+    a = acc.get(key)
+    if a is None:
+        acc[key] = list(vals)
+    else:
+        for i in range(8):
+            a[i] += vals[i]

@@ -58,7 +58,7 @@ from aperture.ids import new_id
 from . import blocks, codec, journal, sessions
 from . import retention as retention_mod
 from .record import Record
-from .schema import (DEFAULT_MAP_SIZE, SEP, EnvHandle, StoreError, key_field, open_env,
+from .schema import (DEFAULT_MAP_SIZE, SEP, add_counts, EnvHandle, StoreError, key_field, open_env,
                      release_env, ts_bytes)
 
 log = logging.getLogger("aperture.capture")
@@ -665,34 +665,17 @@ class CaptureStore:
         hour = int(rec.time // 3600)
         ncalls = len(rec.tool_calls)
         dur = int((rec.duration_ms or 0) * 1000)
-        k = (hour, rec.user, rec.model, rec.provider)
-        a = roll.get(k)
-        if a is None:
-            roll[k] = [1, u.input_tokens, u.output_tokens, u.cache_read_tokens,
-                       u.cache_write_tokens, u.reasoning_tokens, ncalls, dur]
-        else:
-            a[0] += 1
-            a[1] += u.input_tokens
-            a[2] += u.output_tokens
-            a[3] += u.cache_read_tokens
-            a[4] += u.cache_write_tokens
-            a[5] += u.reasoning_tokens
-            a[6] += ncalls
-            a[7] += dur
+        add_counts(roll, (hour, rec.user, rec.model, rec.provider),
+                   (1, u.input_tokens, u.output_tokens, u.cache_read_tokens,
+                    u.cache_write_tokens, u.reasoning_tokens, ncalls, dur))
         if ncalls:
             counts: dict[str, int] = {}
             for tc in rec.tool_calls:
                 counts[tc.name] = counts.get(tc.name, 0) + 1
             for name, n in counts.items():
-                k = (hour, name)
-                vals = (1, u.input_tokens, u.output_tokens, u.cache_read_tokens,
-                        u.cache_write_tokens, u.reasoning_tokens, n, dur)
-                a = roll.get(k)
-                if a is None:
-                    roll[k] = list(vals)
-                else:
-                    for i in range(8):
-                        a[i] += vals[i]
+                add_counts(roll, (hour, name),
+                           (1, u.input_tokens, u.output_tokens, u.cache_read_tokens,
+                            u.cache_write_tokens, u.reasoning_tokens, n, dur))
 
     def _flush_rollups(self, txn, roll: dict) -> None:
         keys: dict[bytes, list[int]] = {}
@@ -707,13 +690,7 @@ class CaptureStore:
                 targets = ((DIM_TOOL, key_field(k[1])),)
             for dim, value in targets:
                 for level in (hb, db_):
-                    rk = dim + level + value
-                    acc = keys.get(rk)
-                    if acc is None:
-                        keys[rk] = list(vals)
-                    else:
-                        for i in range(8):
-                            acc[i] += vals[i]
+                    add_counts(keys, dim + level + value, vals)
         db = self._dbs["roll"]
         get, put, pack, unpack = txn.get, txn.put, ROLL.pack, ROLL.unpack
         for rk, acc in keys.items():

@@ -227,3 +227,15 @@ def dechunk(data: bytes) -> tuple[bytes, bool]:
             return body + rest[:size], False
         body += rest[:size]
         data = rest[size + 2:]
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
+    """Poll `predicate` until it returns something true (which is returned)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met within %.1fs" % timeout)
+        time.sleep(interval)

@@ -16,12 +16,13 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from .conftest import wait_for
 
 CAP = "tailscale.com/cap/aperture"
 ANT_KEY = "sk-ant-api03-admin-suite-0123456789abcdefABCDEF"
@@ -114,17 +115,6 @@ def seen_with(simulator, marker: str):
     found = [s for s in list(simulator.sim.seen) if marker.encode() in s.body]
     assert len(found) == 1, "expected one upstream request carrying the marker"
     return found[0]
-
-
-def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met within %.1fs" % timeout)
-        time.sleep(interval)
 
 
 def model_works(gw, model: str) -> bool:

@@ -25,7 +25,6 @@ import json
 import shutil
 import socket
 import tempfile
-import time
 import urllib.parse
 import uuid
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ import pytest
 from tests.fakes.tailscaled import FakeTailscaled, tagged, user
 
 from . import conftest
-from .conftest import launch_gateway
+from .conftest import launch_gateway, wait_for
 
 CAP = "tailscale.com/cap/aperture"
 ANT_KEY = "sk-ant-api03-identity-suite-0123456789abcdef"
@@ -220,17 +219,6 @@ def assert_error(reply: Reply, status: int, api: str, message: str, *, exact: bo
         assert err["message"] == message
     else:
         assert message in err["message"], err["message"]
-
-
-def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met within %.1fs" % timeout)
-        time.sleep(interval)
 
 
 # --- fixtures --------------------------------------------------------------------------
