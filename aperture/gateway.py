@@ -21,6 +21,7 @@ from aperture import formats, mgmt
 from aperture.configstore import ConfigStore
 from aperture.errors import GatewayError, MethodNotAllowed, NotFound, PayloadTooLarge
 from aperture.exchange import Exchange
+from aperture.ids import new_id
 from aperture.routing import Router
 from aperture.upstream.pool import Pool
 
@@ -160,7 +161,5 @@ class Gateway:
         return b"".join(parts)
 
     def _error(self, resp, fmt, error: GatewayError) -> None:
-        from aperture.ids import new_id
-
         body, headers = fmt.error_body(error, new_id())
         resp.send(error.status, headers, body)

@@ -14,7 +14,7 @@ Rules, in order (README, "Routing"):
 
 from __future__ import annotations
 
-from aperture.config import Config, Provider
+from aperture.config import FORMAT_FLAGS, Config, Provider
 from aperture.errors import BadRequest, UnknownModel
 
 
@@ -25,8 +25,6 @@ class Router:
         self._providers = config.providers
         self._exact: dict[tuple[str, str], Provider] = {}
         self._any_format: dict[str, list[Provider]] = {}
-        from aperture.config import FORMAT_FLAGS
-
         for provider in config.providers.values():
             for model in provider.models:
                 self._any_format.setdefault(model, []).append(provider)
