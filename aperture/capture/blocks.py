@@ -114,27 +114,27 @@ Descriptor = tuple[int, int, bytes]  # (kind, original size, payload), see codec
 _NO_BODY: Descriptor = (codec.BODY_NONE, 0, b"")
 
 
-def prepare_body(body: bytes) -> tuple[Descriptor, list[tuple[bytes, bytes]]]:
+def prepare_body(body: bytes) -> tuple[Descriptor, tuple[tuple[bytes, bytes], ...]]:
     """A body made ready for storage outside the write transaction.
 
     Returns its descriptor and the (hash, raw block) pairs it is made of
-    (empty for a body kept inline).
+    (none for a body kept inline).
     """
     n = len(body)
     if n == 0:
-        return _NO_BODY, []
+        return _NO_BODY, ()
     if n <= INLINE_RAW_MAX:
-        return (codec.BODY_RAW, n, body), []
+        return (codec.BODY_RAW, n, body), ()
     if n <= INLINE_MAX:
         z = codec.deflate(body)
         if len(z) < n:
-            return (codec.BODY_ZLIB, n, z), []
-        return (codec.BODY_RAW, n, body), []
-    pairs = [(block_hash(b), b) for b in split(body)]
+            return (codec.BODY_ZLIB, n, z), ()
+        return (codec.BODY_RAW, n, body), ()
+    pairs = tuple((block_hash(b), b) for b in split(body))
     return (codec.BODY_BLOCKS, n, b"".join(h for h, _ in pairs)), pairs
 
 
-def store_blocks(txn, dbs, blocks: list[tuple[bytes, bytes]], hour: int,
+def store_blocks(txn, dbs, blocks, hour: int,
                  packed: dict[bytes, bytes]) -> int:
     """Store the blocks not yet present and mark every one as used at `hour`.
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 
 import orjson
 
@@ -203,25 +204,25 @@ class SessionHint:
 
     __slots__ = ("client_id", "chain")
 
-    def __init__(self, client_id: str, chain: list[bytes]) -> None:
+    def __init__(self, client_id: str, chain: Sequence[bytes]) -> None:
         self.client_id = client_id
         self.chain = chain
 
 
-_NO_HINT = SessionHint("", [])
+_NO_HINT = SessionHint("", ())
 
 
 def prepare(session_hint: str, request_headers, user: str, request_body: bytes) -> SessionHint:
     """Work done outside the write transaction: find a client id or hash the history."""
     sid = client_session(session_hint, request_headers)
     if sid:
-        return SessionHint(sid, [])
+        return SessionHint(sid, ())
     doc = parse_body(request_body)
     if doc is None:
         return _NO_HINT
     sid = body_session(doc)
     if sid:
-        return SessionHint(sid, [])
+        return SessionHint(sid, ())
     msgs = history(doc)
     return SessionHint("", history_chain(user, msgs)) if msgs else _NO_HINT
 
@@ -262,38 +263,53 @@ def new_totals(sid: str, user: str, t: float) -> dict:
             "duration_ms": 0.0, "tools": {}, "models": {}, "providers": {}, "statuses": {}}
 
 
-def add_to_totals(tot: dict, f: list) -> None:
-    """Count the record `f` (its meta list, see codec.record_entry) into `tot`."""
-    u = f[F_USAGE]
-    t = f[F_TIME]
-    tot["requests"] += 1
-    tot["input_tokens"] += u[0]
-    tot["output_tokens"] += u[1]
-    tot["cache_read_tokens"] += u[2]
-    tot["cache_write_tokens"] += u[3]
-    tot["reasoning_tokens"] += u[4]
-    tot["duration_ms"] += f[F_DURATION] or 0.0
-    if t < tot["first"]:
-        tot["first"] = t
-    if t > tot["last"]:
-        tot["last"] = t
-    if not tot["user"]:
-        tot["user"] = f[F_USER]
-    calls = f[F_TOOLS]
-    if calls:
-        tools = tot["tools"]
-        for tc in calls:
-            name = tc[0]
-            tools[name] = tools.get(name, 0) + 1
-        tot["tool_calls"] += len(calls)
-    model = f[F_MODEL]
-    if model:
-        d = tot["models"]
-        d[model] = d.get(model, 0) + 1
-    provider = f[F_PROVIDER]
-    if provider:
-        d = tot["providers"]
-        d[provider] = d.get(provider, 0) + 1
-    d = tot["statuses"]
-    st = str(f[F_STATUS])
-    d[st] = d.get(st, 0) + 1
+def add_to_totals(tot: dict, rows: list[list]) -> None:
+    """Count records, in order, into the totals `tot` of their session.
+
+    `rows` are the records' meta lists (see codec.record_entry). The sums are
+    kept in locals over the rows and stored once; the duration is summed in
+    the same order as one record at a time would.
+    """
+    ins = outs = cache_read = cache_write = reasoning = ncalls = 0
+    duration = tot["duration_ms"]
+    first, last, user = tot["first"], tot["last"], tot["user"]
+    tools, models, providers, statuses = (tot["tools"], tot["models"], tot["providers"],
+                                          tot["statuses"])
+    for f in rows:
+        u = f[F_USAGE]
+        ins += u[0]
+        outs += u[1]
+        cache_read += u[2]
+        cache_write += u[3]
+        reasoning += u[4]
+        duration += f[F_DURATION] or 0.0
+        t = f[F_TIME]
+        if t < first:
+            first = t
+        if t > last:
+            last = t
+        if not user:
+            user = f[F_USER]
+        calls = f[F_TOOLS]
+        if calls:
+            for tc in calls:
+                name = tc[0]
+                tools[name] = tools.get(name, 0) + 1
+            ncalls += len(calls)
+        model = f[F_MODEL]
+        if model:
+            models[model] = models.get(model, 0) + 1
+        provider = f[F_PROVIDER]
+        if provider:
+            providers[provider] = providers.get(provider, 0) + 1
+        st = str(f[F_STATUS])
+        statuses[st] = statuses.get(st, 0) + 1
+    tot["requests"] += len(rows)
+    tot["input_tokens"] += ins
+    tot["output_tokens"] += outs
+    tot["cache_read_tokens"] += cache_read
+    tot["cache_write_tokens"] += cache_write
+    tot["reasoning_tokens"] += reasoning
+    tot["tool_calls"] += ncalls
+    tot["duration_ms"] = duration
+    tot["first"], tot["last"], tot["user"] = first, last, user

@@ -558,15 +558,15 @@ class CaptureStore:
             if n % YIELD_EVERY == YIELD_EVERY - 1:
                 _yield_gil()
             hint = prepare(f[F_SESSION_HINT], f[F_REQ_HEADERS], f[F_USER], req)
-            content = None  # bodies and headers are kept only within the retention
             if cutoff is None or (retention > 0 and f[F_TIME] >= cutoff):
                 req_d, req_blocks = prepare_body(req)
                 resp_d, resp_blocks = prepare_body(resp)
-                body_blocks = req_blocks + resp_blocks if req_blocks or resp_blocks else None
+                body_blocks = req_blocks + resp_blocks
                 if body_blocks:
                     hashes.update(body_blocks)
-                content = (req_d, resp_d, body_blocks)
-            prepared.append((f, hint, len(req), len(resp), content))
+                prepared.append((f, hint, len(req), len(resp), req_d, resp_d, body_blocks))
+            else:  # past the retention: no bodies, headers or tool arguments
+                prepared.append((f, hint, len(req), len(resp), None, None, ()))
         # Compress, outside the write transaction, the blocks not stored yet.
         packed: dict[bytes, bytes] = {}
         if hashes:
@@ -605,13 +605,11 @@ class CaptureStore:
         ix_p = cursor(db=dbs["ix_p"]).put
         ix_s = cursor(db=dbs["ix_s"]).put
         conv = cursor(db=dbs["conv"])
-        ses = cursor(db=dbs["ses"])
         resolve, summary, encode_capture = sessions.resolve, codec.summary, codec.encode_capture
-        add_to_totals, add_rollups = sessions.add_to_totals, self._add_rollups
-        written = dups = added = 0
-        ses_cache: dict[str, list] = {}
-        roll: dict[tuple, list] = {}
-        for n, (f, hint, req_size, resp_size, content) in enumerate(prepared):
+        dups = added = 0
+        rows: list[list] = []  # the records written, for the rollups
+        by_session: dict[str, list[list]] = {}  # the same, per session
+        for n, (f, hint, req_size, resp_size, req_d, resp_d, body_blocks) in enumerate(prepared):
             if n % YIELD_EVERY == YIELD_EVERY - 1:
                 _yield_gil()
             idb = f[F_ID].encode("ascii", "replace")
@@ -624,8 +622,7 @@ class CaptureStore:
             sid = resolve(conv, hint, new_id)
             ids_put(idb, ts)
             rec_put(tsid, summary(f, sid, req_size, resp_size))
-            if content is not None:
-                req_d, resp_d, body_blocks = content
+            if req_d is not None:
                 if body_blocks:
                     added += blocks.store_blocks(txn, dbs, body_blocks, blocks.hour_of(t),
                                                  packed)
@@ -638,31 +635,33 @@ class CaptureStore:
             ix_m(key_field(f[F_MODEL]) + SEP + tsid, b"")
             ix_p(key_field(f[F_PROVIDER]) + SEP + tsid, b"")
             ix_s(key_field(sid) + SEP + tsid, b"")
-            totals = ses_cache.get(sid)
-            if totals is None:
-                totals = ses_cache[sid] = self._load_session(ses, sid, f)
-            add_to_totals(totals[0], f)
-            add_rollups(roll, f)
-            written += 1
-        self._flush_sessions(txn, ses_cache)
-        self._flush_rollups(txn, roll)
-        return written, dups, added
+            rows.append(f)
+            same = by_session.get(sid)
+            if same is None:
+                by_session[sid] = [f]
+            else:
+                same.append(f)
+        self._flush_sessions(txn, by_session)
+        self._flush_rollups(txn, rows)
+        return len(rows), dups, added
 
-    @staticmethod
-    def _load_session(ses, sid: str, f: list) -> list:
-        """[totals, stored last time, stored user] of session `sid`, or new
-        totals (and None, None) for a session not stored yet."""
-        raw = ses.get(sid.encode("utf-8", "surrogatepass"))
-        if raw is None:
-            return [sessions.new_totals(sid, f[F_USER], f[F_TIME]), None, None]
-        tot = orjson.loads(raw)
-        return [tot, tot["last"], tot["user"]]
-
-    def _flush_sessions(self, txn, cache: dict) -> None:
-        ses, ses_t, ses_u = self._dbs["ses"], self._dbs["ses_t"], self._dbs["ses_u"]
-        for sid, (tot, old_last, old_user) in cache.items():
+    def _flush_sessions(self, txn, by_session: dict[str, list[list]]) -> None:
+        """Add each session's records of the batch to its stored totals, and
+        move its ses_t and ses_u entries to its new last time and user."""
+        dbs = self._dbs
+        ses = txn.cursor(db=dbs["ses"])
+        ses_t, ses_u = dbs["ses_t"], dbs["ses_u"]
+        for sid, rows in by_session.items():
             sidb = sid.encode("utf-8", "surrogatepass")
-            txn.put(sidb, orjson.dumps(tot), db=ses)
+            raw = ses.get(sidb)
+            if raw is None:
+                tot = sessions.new_totals(sid, rows[0][F_USER], rows[0][F_TIME])
+                old_last = old_user = None
+            else:
+                tot = orjson.loads(raw)
+                old_last, old_user = tot["last"], tot["user"]
+            sessions.add_to_totals(tot, rows)
+            ses.put(sidb, orjson.dumps(tot))
             new_last = ts_bytes(tot["last"])
             new_user = key_field(tot["user"])
             if old_last is not None:
@@ -676,37 +675,41 @@ class CaptureStore:
             txn.put(new_user + SEP + new_last + sidb, b"", db=ses_u)
 
     @staticmethod
-    def _add_rollups(roll: dict, f: list) -> None:
-        # The figures of each record are gathered per (hour, user, model,
-        # provider) and per (hour, tool); _flush_rollups sums them and expands
-        # them into rollup keys once per batch.
-        u = f[F_USAGE]
-        hour = int(f[F_TIME] // 3600)
-        calls = f[F_TOOLS]
-        dur = int((f[F_DURATION] or 0) * 1000)
-        figures = (1, u[0], u[1], u[2], u[3], u[4], len(calls), dur)
-        key = (hour, f[F_USER], f[F_MODEL], f[F_PROVIDER])
-        rows = roll.get(key)
-        if rows is None:
-            roll[key] = [figures]
-        else:
-            rows.append(figures)
-        if calls:
-            counts: dict[str, int] = {}
-            for tc in calls:
-                counts[tc[0]] = counts.get(tc[0], 0) + 1
-            for name, n in counts.items():
-                figures = (1, u[0], u[1], u[2], u[3], u[4], n, dur)
-                rows = roll.get((hour, name))
-                if rows is None:
-                    roll[(hour, name)] = [figures]
-                else:
-                    rows.append(figures)
+    def _rollup_groups(rows: list[list]) -> dict[tuple, list[tuple]]:
+        """The figures of each record, gathered per (hour, user, model,
+        provider) and per (hour, tool name); _flush_rollups sums each group
+        and expands it into rollup keys."""
+        groups: dict[tuple, list[tuple]] = {}
+        get = groups.get
+        for f in rows:
+            u = f[F_USAGE]
+            hour = int(f[F_TIME] // 3600)
+            calls = f[F_TOOLS]
+            dur = int((f[F_DURATION] or 0) * 1000)
+            figures = (1, u[0], u[1], u[2], u[3], u[4], len(calls), dur)
+            key = (hour, f[F_USER], f[F_MODEL], f[F_PROVIDER])
+            group = get(key)
+            if group is None:
+                groups[key] = [figures]
+            else:
+                group.append(figures)
+            if calls:
+                counts: dict[str, int] = {}
+                for tc in calls:
+                    counts[tc[0]] = counts.get(tc[0], 0) + 1
+                for name, n in counts.items():
+                    figures = (1, u[0], u[1], u[2], u[3], u[4], n, dur)
+                    group = get((hour, name))
+                    if group is None:
+                        groups[(hour, name)] = [figures]
+                    else:
+                        group.append(figures)
+        return groups
 
-    def _flush_rollups(self, txn, roll: dict) -> None:
+    def _flush_rollups(self, txn, rows: list[list]) -> None:
         keys: dict[bytes, list[int]] = {}
-        for k, rows in roll.items():
-            vals = [sum(column) for column in zip(*rows)]
+        for k, figures in self._rollup_groups(rows).items():
+            vals = [sum(column) for column in zip(*figures)]
             hour = k[0]
             hb = LEVEL_HOUR + struct.pack(">I", hour)
             db_ = LEVEL_DAY + struct.pack(">I", hour // 24)
