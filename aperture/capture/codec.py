@@ -153,14 +153,16 @@ def read_frames(data: bytes) -> tuple[list[bytes], int]:
 
 
 def summary(f: list, session: str, req_size: int, resp_size: int) -> bytes:
-    """The `rec` value of a record given as its meta list (see record_entry)."""
-    u = f[F_USAGE]
+    """The `rec` value of a record given as its meta list (see record_entry).
+
+    The first 13 positions (R_ID .. R_STREAM) are those of the meta list, and
+    R_DURATION .. R_ERROR follow F_DURATION .. F_ERROR: both runs are copied
+    as slices.
+    """
+    calls = f[F_TOOLS]
     return orjson.dumps([
-        f[F_ID], f[F_TIME], f[F_USER], f[F_NODE], f[F_NODE_ID], f[F_TAGS], f[F_PROVIDER],
-        f[F_MODEL], f[F_API], f[F_METHOD], f[F_PATH], f[F_STATUS], f[F_STREAM],
-        u[0], u[1], u[2], u[3], u[4], [t[0] for t in f[F_TOOLS]], session, f[F_DURATION],
-        f[F_TTFB], f[F_STATE], f[F_ERROR], req_size, resp_size,
-        f[F_REQ_TRUNC], f[F_RESP_TRUNC],
+        *f[:F_USAGE], *f[F_USAGE], [t[0] for t in calls] if calls else [], session,
+        *f[F_DURATION:F_REQ_HEADERS], req_size, resp_size, f[F_REQ_TRUNC], f[F_RESP_TRUNC],
     ])
 
 

@@ -109,7 +109,8 @@ class CaptureStore:
                  journal_rotate_bytes: int = journal.DEFAULT_ROTATE_BYTES,
                  replay_interval: float = 15.0, purge_interval: float = 300.0,
                  max_queue: int = 200_000, clock=time.time, writer: str | None = None,
-                 rotate_interval: float = 0.05, quiet_replay: bool = False) -> None:
+                 rotate_interval: float = 0.05, quiet_replay: bool = False,
+                 share_gil: bool = True) -> None:
         """Open (creating if needed) the store and start this process's writer.
 
         - max_body_bytes: bodies above this are cut to it, `*_truncated` set.
@@ -129,6 +130,9 @@ class CaptureStore:
           leaves the writing to a child process (drain.py), which takes the
           writer's Python work off this process's GIL. rotate_interval is how
           often a journal segment is handed to it.
+        - share_gil: the writer lets other threads of this process (the event
+          loop) run every few records; the drain process, where the writer
+          has the interpreter to itself, turns it off.
 
         Raises OSError (StoreError for LMDB failures) if the store cannot be opened.
         `stats` counts records written, duplicates skipped, dropped, write and
@@ -185,6 +189,8 @@ class CaptureStore:
                           "memory until written, and lost if this process is killed",
                           data_dir, e)
         self._quiet_replay = quiet_replay
+        # Records between two GIL yields of the writer (never, when alone).
+        self._yield_every = YIELD_EVERY if share_gil else 1 << 62
         self._replay_passes = 0
         self._drain = None
         self._released: list[str] = []  # process mode: segments handed to the drain
@@ -554,8 +560,9 @@ class CaptureStore:
         prepare, prepare_body = sessions.prepare, blocks.prepare_body
         prepared = []
         hashes: dict[bytes, bytes] = {}
+        step = self._yield_every
         for n, (f, req, resp) in enumerate(entries):
-            if n % YIELD_EVERY == YIELD_EVERY - 1:
+            if n % step == step - 1:
                 _yield_gil()
             hint = prepare(f[F_SESSION_HINT], f[F_REQ_HEADERS], f[F_USER], req)
             if cutoff is None or (retention > 0 and f[F_TIME] >= cutoff):
@@ -609,8 +616,9 @@ class CaptureStore:
         dups = added = 0
         rows: list[list] = []  # the records written, for the rollups
         by_session: dict[str, list[list]] = {}  # the same, per session
+        step = self._yield_every
         for n, (f, hint, req_size, resp_size, req_d, resp_d, body_blocks) in enumerate(prepared):
-            if n % YIELD_EVERY == YIELD_EVERY - 1:
+            if n % step == step - 1:
                 _yield_gil()
             idb = f[F_ID].encode("ascii", "replace")
             if ids_get(idb) is not None:
