@@ -89,11 +89,12 @@ def parse_body(body: bytes) -> dict | None:
     """The request body as a JSON object, or None."""
     if not body or len(body) > MAX_PARSED_BODY:
         return None
-    i = 0
-    while i < len(body) and body[i] in b" \t\r\n":
-        i += 1
-    if i >= len(body) or body[i] != 0x7B:  # "{"
-        return None
+    if body[:1] != b"{":
+        i = 0
+        while i < len(body) and body[i] in b" \t\r\n":
+            i += 1
+        if i >= len(body) or body[i] != 0x7B:  # "{"
+            return None
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:

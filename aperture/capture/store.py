@@ -27,6 +27,11 @@ between batches so that records gather into larger transactions.
 With `writer="process"` the worker keeps only the left column: its journal
 segments are handed to a child process that runs the right column (drain.py).
 
+The writer takes each record as an entry in the journal's layout (the meta
+list of a frame, plus the two bodies; see codec.record_entry): the writer
+thread makes entries from its queued Records, a replay decodes them straight
+from frame payloads, a batch at a time, and everything after that is shared.
+
 Several processes open the same environment; LMDB serializes their write
 transactions. Every record carries a unique id and is written at most once
 (the `ids` database is checked inside the write transaction), which makes the
