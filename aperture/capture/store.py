@@ -563,6 +563,9 @@ class CaptureStore:
         retention = self.retention
         cutoff = None if retention is None else self._clock() - retention
         prepare, prepare_body = sessions.prepare, blocks.prepare_body
+        # One tuple per record: (meta list, session hint, request size,
+        # response size, request and response descriptors (None past the
+        # retention), the (hash, block) pairs of both bodies).
         prepared = []
         hashes: dict[bytes, bytes] = {}
         step = self._yield_every
