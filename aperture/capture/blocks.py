@@ -110,35 +110,31 @@ def unpack_block(stored: bytes) -> bytes:
     return stored[1:]
 
 
-class PreparedBody:
-    """A body made ready for storage outside the write transaction."""
-
-    __slots__ = ("size", "kind", "payload", "blocks")
-
-    def __init__(self, body: bytes) -> None:
-        n = len(body)
-        self.size = n
-        self.blocks: list[tuple[bytes, bytes]] = []  # (hash, raw block)
-        if n == 0:
-            self.kind, self.payload = codec.BODY_NONE, b""
-        elif n <= INLINE_RAW_MAX:
-            self.kind, self.payload = codec.BODY_RAW, bytes(body)
-        elif n <= INLINE_MAX:
-            z = codec.deflate(body)
-            if len(z) < n:
-                self.kind, self.payload = codec.BODY_ZLIB, z
-            else:
-                self.kind, self.payload = codec.BODY_RAW, bytes(body)
-        else:
-            self.kind = codec.BODY_BLOCKS
-            self.blocks = [(block_hash(b), b) for b in split(body)]
-            self.payload = b"".join(h for h, _ in self.blocks)
-
-    def descriptor(self) -> tuple[int, int, bytes]:
-        return (self.kind, self.size, self.payload)
+Descriptor = tuple[int, int, bytes]  # (kind, original size, payload), see codec
+_NO_BODY: Descriptor = (codec.BODY_NONE, 0, b"")
 
 
-def store_blocks(txn, dbs, blocks: list[tuple[bytes, bytes]], hour: int,
+def prepare_body(body: bytes) -> tuple[Descriptor, tuple[tuple[bytes, bytes], ...]]:
+    """A body made ready for storage outside the write transaction.
+
+    Returns its descriptor and the (hash, raw block) pairs it is made of
+    (none for a body kept inline).
+    """
+    n = len(body)
+    if n == 0:
+        return _NO_BODY, ()
+    if n <= INLINE_RAW_MAX:
+        return (codec.BODY_RAW, n, body), ()
+    if n <= INLINE_MAX:
+        z = codec.deflate(body)
+        if len(z) < n:
+            return (codec.BODY_ZLIB, n, z), ()
+        return (codec.BODY_RAW, n, body), ()
+    pairs = tuple((block_hash(b), b) for b in split(body))
+    return (codec.BODY_BLOCKS, n, b"".join(h for h, _ in pairs)), pairs
+
+
+def store_blocks(txn, dbs, blocks, hour: int,
                  packed: dict[bytes, bytes]) -> int:
     """Store the blocks not yet present and mark every one as used at `hour`.
 

@@ -64,13 +64,48 @@ def journal_parts(rec: Record) -> list[bytes]:
     return [head, lens, meta, req, resp] if (req or resp) else [head + lens + meta]
 
 
-def decode_journal_payload(payload: bytes) -> Record:
+# The meta list of a journal frame, by position: every Record field but the
+# bodies, usage as a list of its five counts, tool calls as [name, arguments].
+(F_ID, F_TIME, F_USER, F_NODE, F_NODE_ID, F_TAGS, F_PROVIDER, F_MODEL, F_API, F_METHOD,
+ F_PATH, F_STATUS, F_STREAM, F_USAGE, F_TOOLS, F_DURATION, F_TTFB, F_STATE, F_ERROR,
+ F_REQ_HEADERS, F_RESP_HEADERS, F_SESSION_HINT, F_REQ_TRUNC, F_RESP_TRUNC) = range(24)
+N_FIELDS = 24
+
+# A record as the writer takes it: (meta list, request body, response body).
+# The drain process reads these straight from journal frames, without building
+# Record objects; the writer thread makes them from Records (record_entry).
+Entry = tuple[list, bytes, bytes]
+
+
+def record_entry(rec: Record) -> Entry:
+    """`rec` in the journal's layout (the meta list `journal_parts` encodes)."""
+    u = rec.usage
+    q, r = rec.request_body, rec.response_body
+    return ([
+        rec.id, rec.time, rec.user, rec.node_name, rec.node_id, rec.tags, rec.provider,
+        rec.model, rec.api, rec.method, rec.path, rec.status, rec.stream,
+        (u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens,
+         u.reasoning_tokens),
+        [(t.name, t.arguments) for t in rec.tool_calls] if rec.tool_calls else (),
+        rec.duration_ms, rec.ttfb_ms, rec.state, rec.error, rec.request_headers,
+        rec.response_headers, rec.session_hint, rec.request_body_truncated,
+        rec.response_body_truncated,
+    ], q if type(q) is bytes else bytes(q), r if type(r) is bytes else bytes(r))
+
+
+def decode_journal_entry(payload: bytes) -> Entry:
+    """The entry in one frame's payload. Raises ValueError if it is malformed."""
     mlen, qlen, rlen = _LENS.unpack_from(payload, 0)
     o = _LENS.size
     m = orjson.loads(payload[o:o + mlen])
+    if type(m) is not list or len(m) < N_FIELDS:
+        raise ValueError("journal frame: not a record")
     o += mlen
-    req = payload[o:o + qlen]
-    resp = payload[o + qlen:o + qlen + rlen]
+    return m, payload[o:o + qlen], payload[o + qlen:o + qlen + rlen]
+
+
+def decode_journal_payload(payload: bytes) -> Record:
+    m, req, resp = decode_journal_entry(payload)
     return Record(
         id=m[0], time=m[1], user=m[2], node_name=m[3], node_id=m[4], tags=tuple(m[5]),
         provider=m[6], model=m[7], api=m[8], method=m[9], path=m[10], status=m[11],
@@ -83,13 +118,16 @@ def decode_journal_payload(payload: bytes) -> Record:
     )
 
 
-def read_frames(data: bytes) -> tuple[list[Record], int]:
-    """Decode the whole frames at the start of `data`.
+def read_frames(data: bytes) -> tuple[list[bytes], int]:
+    """The payloads of the whole frames at the start of `data`.
 
-    Returns the records and the number of bytes they span. Reading stops at the
-    first frame that is incomplete or damaged (a write cut short by a kill).
+    Returns the payloads and the number of bytes they span. Reading stops at
+    the first frame that is incomplete or damaged (a write cut short by a
+    kill). Payloads are decoded later, a batch at a time, by the writer
+    (decode_journal_entry): bytes cost the garbage collector nothing to hold,
+    while a whole journal of decoded records would be scanned again and again.
     """
-    out: list[Record] = []
+    out: list[bytes] = []
     pos = 0
     n = len(data)
     while pos + FRAME_HEADER <= n:
@@ -100,10 +138,7 @@ def read_frames(data: bytes) -> tuple[list[Record], int]:
         payload = data[pos + FRAME_HEADER:end]
         if zlib.crc32(payload) != crc:
             break
-        try:
-            out.append(decode_journal_payload(payload))
-        except (ValueError, TypeError, IndexError, orjson.JSONDecodeError, struct.error):
-            break
+        out.append(payload)
         pos = end
     return out, pos
 
@@ -117,20 +152,23 @@ def read_frames(data: bytes) -> tuple[list[Record], int]:
  R_RESP_TRUNC) = range(28)
 
 
-def summary(rec: Record, session: str, req_size: int, resp_size: int) -> bytes:
-    u = rec.usage
+def summary(f: list, session: str, req_size: int, resp_size: int) -> bytes:
+    """The `rec` value of a record given as its meta list (see record_entry).
+
+    The first 13 positions (R_ID .. R_STREAM) are those of the meta list, and
+    R_DURATION .. R_ERROR follow F_DURATION .. F_ERROR: both runs are copied
+    as slices.
+    """
+    calls = f[F_TOOLS]
     return orjson.dumps([
-        rec.id, rec.time, rec.user, rec.node_name, rec.node_id, rec.tags, rec.provider,
-        rec.model, rec.api, rec.method, rec.path, rec.status, rec.stream,
-        u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens,
-        u.reasoning_tokens, [t.name for t in rec.tool_calls], session, rec.duration_ms,
-        rec.ttfb_ms, rec.state, rec.error, req_size, resp_size,
-        rec.request_body_truncated, rec.response_body_truncated,
+        *f[:F_USAGE], *f[F_USAGE], [t[0] for t in calls] if calls else [], session,
+        *f[F_DURATION:F_REQ_HEADERS], req_size, resp_size, f[F_REQ_TRUNC], f[F_RESP_TRUNC],
     ])
 
 
-def encode_tools(rec: Record) -> bytes:
-    return orjson.dumps([[t.name, t.arguments] for t in rec.tool_calls])
+def encode_tools(tool_calls) -> bytes:
+    """`tool_calls`: (name, arguments) pairs."""
+    return orjson.dumps(tool_calls)
 
 
 # ---------------------------------------------------------------------------
@@ -139,6 +177,7 @@ def encode_tools(rec: Record) -> bytes:
 BODY_NONE, BODY_RAW, BODY_ZLIB, BODY_BLOCKS = 0, 1, 2, 3
 _BODY = struct.Struct("<BII")
 _U32 = struct.Struct("<I")
+_CAP_HEAD = struct.Struct("<BI")  # version, headers length
 
 
 def deflate(data: bytes) -> bytes:
@@ -171,11 +210,11 @@ def decode_headers(blob: bytes) -> tuple[list, list]:
 def encode_capture(headers: bytes, req_body: tuple[int, int, bytes],
                    resp_body: tuple[int, int, bytes]) -> bytes:
     """`*_body` = (kind, original size, payload)."""
-    parts = [b"\x01", _U32.pack(len(headers)), headers]
-    for kind, size, payload in (req_body, resp_body):
-        parts.append(_BODY.pack(kind, size, len(payload)))
-        parts.append(payload)
-    return b"".join(parts)
+    qkind, qsize, qpayload = req_body
+    rkind, rsize, rpayload = resp_body
+    return b"".join((_CAP_HEAD.pack(1, len(headers)), headers,
+                     _BODY.pack(qkind, qsize, len(qpayload)), qpayload,
+                     _BODY.pack(rkind, rsize, len(rpayload)), rpayload))
 
 
 def decode_capture(blob: bytes) -> tuple[bytes, tuple[int, int, bytes], tuple[int, int, bytes]]:

@@ -59,9 +59,13 @@ pack_u32 = _U32.pack
 unpack_u32 = _U32.unpack
 
 
+_pack_ts = _TS.pack
+
+
 def ts_bytes(t: float) -> bytes:
     """8-byte big-endian microseconds; negative times clamp to 0."""
-    return _TS.pack(max(0, int(t * 1_000_000)))
+    us = int(t * 1_000_000)
+    return _pack_ts(us if us > 0 else 0)
 
 
 def ts_value(b: bytes) -> float:

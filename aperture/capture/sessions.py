@@ -31,9 +31,12 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 
 import orjson
 
+from .codec import (F_DURATION, F_MODEL, F_PROVIDER, F_STATUS, F_TIME, F_TOOLS, F_USAGE,
+                    F_USER)
 from .record import Record
 
 MAX_SESSION_ID = 128
@@ -58,12 +61,17 @@ _SESSION_HEADER_SET = frozenset(SESSION_HEADERS)
 
 def header_session(rec: Record) -> str:
     """The session id from the record's hint or its request headers, or ""."""
-    if rec.session_hint:
-        sid = _clean(rec.session_hint)
+    return client_session(rec.session_hint, rec.request_headers)
+
+
+def client_session(session_hint: str, request_headers) -> str:
+    """The session id from a hint or from (name, value) request headers, or ""."""
+    if session_hint:
+        sid = _clean(session_hint)
         if sid:
             return sid
     found = None
-    for name, value in rec.request_headers:
+    for name, value in request_headers:
         lname = name.lower()
         if lname in _SESSION_HEADER_SET:
             if found is None:
@@ -81,11 +89,12 @@ def parse_body(body: bytes) -> dict | None:
     """The request body as a JSON object, or None."""
     if not body or len(body) > MAX_PARSED_BODY:
         return None
-    i = 0
-    while i < len(body) and body[i] in b" \t\r\n":
-        i += 1
-    if i >= len(body) or body[i] != 0x7B:  # "{"
-        return None
+    if body[:1] != b"{":
+        i = 0
+        while i < len(body) and body[i] in b" \t\r\n":
+            i += 1
+        if i >= len(body) or body[i] != 0x7B:  # "{"
+            return None
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -157,6 +166,8 @@ def _strip_cache_control(msg: object) -> object:
 
 
 _seeds: dict[str, bytes] = {}
+# Copying a prepared hasher costs less than making one with keyword arguments.
+_BLAKE2B_16 = hashlib.blake2b(digest_size=16)
 
 
 def _user_seed(user: str) -> bytes:
@@ -173,13 +184,18 @@ def history_chain(user: str, messages: list) -> list[bytes]:
     """Chain hashes H_1..H_n of a message history (see the module docstring)."""
     prev = _user_seed(user)
     out = []
+    blake = _BLAKE2B_16.copy
     for msg in messages:
         try:
             data = orjson.dumps(_strip_cache_control(msg))
         except TypeError:
             data = repr(msg).encode()
-        h = hashlib.blake2b(data, digest_size=16).digest()
-        prev = hashlib.blake2b(prev + h, digest_size=16).digest()
+        h = blake()
+        h.update(data)
+        link = blake()
+        link.update(prev)
+        link.update(h.digest())
+        prev = link.digest()
         out.append(prev)
     return out
 
@@ -189,47 +205,54 @@ class SessionHint:
 
     __slots__ = ("client_id", "chain")
 
-    def __init__(self, client_id: str, chain: list[bytes]) -> None:
+    def __init__(self, client_id: str, chain: Sequence[bytes]) -> None:
         self.client_id = client_id
         self.chain = chain
 
 
-def prepare(rec: Record, request_body: bytes) -> SessionHint:
+_NO_HINT = SessionHint("", ())
+
+
+def prepare(session_hint: str, request_headers, user: str, request_body: bytes) -> SessionHint:
     """Work done outside the write transaction: find a client id or hash the history."""
-    sid = header_session(rec)
+    sid = client_session(session_hint, request_headers)
     if sid:
-        return SessionHint(sid, [])
+        return SessionHint(sid, ())
     doc = parse_body(request_body)
     if doc is None:
-        return SessionHint("", [])
+        return _NO_HINT
     sid = body_session(doc)
     if sid:
-        return SessionHint(sid, [])
+        return SessionHint(sid, ())
     msgs = history(doc)
-    return SessionHint("", history_chain(rec.user, msgs) if msgs else [])
+    return SessionHint("", history_chain(user, msgs)) if msgs else _NO_HINT
 
 
-def resolve(txn, conv_db, hint: SessionHint, new_id) -> str:
-    """The session id, looking up the conversation index inside the write txn."""
-    if hint.client_id:
-        sid = hint.client_id
-    else:
-        sid = ""
-        for h in reversed(hint.chain):
-            found = txn.get(h, db=conv_db)
+def resolve(conv, hint: SessionHint, new_id) -> str:
+    """The session id, looking up the conversation index inside the write txn.
+
+    `conv` is a cursor on the `conv` database of the write transaction.
+    """
+    chain = hint.chain
+    sid = hint.client_id
+    known = 0  # chain[:known] may already be in the index; chain[known:] is not
+    if not sid:
+        for i in range(len(chain) - 1, -1, -1):
+            found = conv.get(chain[i])
             if found is not None:
                 sid = found.decode("utf-8", "replace")
+                known = i + 1
                 break
         if not sid:
             sid = new_id()
-    if hint.chain:
+    if len(chain) > known:
         # Every prefix of this history points to the session, longest first,
         # down to the first one already known. Turns of one conversation that
         # reach LMDB out of order (from different workers) then still meet:
         # an earlier turn finds its own history among a later turn's prefixes.
         value = sid.encode("utf-8", "surrogatepass")
-        for h in reversed(hint.chain):
-            if not txn.put(h, value, db=conv_db, overwrite=False):
+        for i in range(len(chain) - 1, known - 1, -1):
+            if not conv.put(chain[i], value, overwrite=False):
                 break
     return sid
 
@@ -241,33 +264,53 @@ def new_totals(sid: str, user: str, t: float) -> dict:
             "duration_ms": 0.0, "tools": {}, "models": {}, "providers": {}, "statuses": {}}
 
 
-def add_to_totals(tot: dict, rec: Record) -> None:
-    u = rec.usage
-    t = rec.time
-    tot["requests"] += 1
-    tot["input_tokens"] += u.input_tokens
-    tot["output_tokens"] += u.output_tokens
-    tot["cache_read_tokens"] += u.cache_read_tokens
-    tot["cache_write_tokens"] += u.cache_write_tokens
-    tot["reasoning_tokens"] += u.reasoning_tokens
-    tot["duration_ms"] += rec.duration_ms or 0.0
-    if t < tot["first"]:
-        tot["first"] = t
-    if t > tot["last"]:
-        tot["last"] = t
-    if not tot["user"]:
-        tot["user"] = rec.user
-    if rec.tool_calls:
-        tools = tot["tools"]
-        for tc in rec.tool_calls:
-            tools[tc.name] = tools.get(tc.name, 0) + 1
-        tot["tool_calls"] += len(rec.tool_calls)
-    if rec.model:
-        d = tot["models"]
-        d[rec.model] = d.get(rec.model, 0) + 1
-    if rec.provider:
-        d = tot["providers"]
-        d[rec.provider] = d.get(rec.provider, 0) + 1
-    d = tot["statuses"]
-    st = str(rec.status)
-    d[st] = d.get(st, 0) + 1
+def add_to_totals(tot: dict, rows: list[list]) -> None:
+    """Count records, in order, into the totals `tot` of their session.
+
+    `rows` are the records' meta lists (see codec.record_entry). The sums are
+    kept in locals over the rows and stored once; the duration is summed in
+    the same order as one record at a time would.
+    """
+    ins = outs = cache_read = cache_write = reasoning = ncalls = 0
+    duration = tot["duration_ms"]
+    first, last, user = tot["first"], tot["last"], tot["user"]
+    tools, models, providers, statuses = (tot["tools"], tot["models"], tot["providers"],
+                                          tot["statuses"])
+    for f in rows:
+        u = f[F_USAGE]
+        ins += u[0]
+        outs += u[1]
+        cache_read += u[2]
+        cache_write += u[3]
+        reasoning += u[4]
+        duration += f[F_DURATION] or 0.0
+        t = f[F_TIME]
+        if t < first:
+            first = t
+        if t > last:
+            last = t
+        if not user:
+            user = f[F_USER]
+        calls = f[F_TOOLS]
+        if calls:
+            for tc in calls:
+                name = tc[0]
+                tools[name] = tools.get(name, 0) + 1
+            ncalls += len(calls)
+        model = f[F_MODEL]
+        if model:
+            models[model] = models.get(model, 0) + 1
+        provider = f[F_PROVIDER]
+        if provider:
+            providers[provider] = providers.get(provider, 0) + 1
+        st = str(f[F_STATUS])
+        statuses[st] = statuses.get(st, 0) + 1
+    tot["requests"] += len(rows)
+    tot["input_tokens"] += ins
+    tot["output_tokens"] += outs
+    tot["cache_read_tokens"] += cache_read
+    tot["cache_write_tokens"] += cache_write
+    tot["reasoning_tokens"] += reasoning
+    tot["tool_calls"] += ncalls
+    tot["duration_ms"] = duration
+    tot["first"], tot["last"], tot["user"] = first, last, user

@@ -27,6 +27,11 @@ between batches so that records gather into larger transactions.
 With `writer="process"` the worker keeps only the left column: its journal
 segments are handed to a child process that runs the right column (drain.py).
 
+The writer takes each record as an entry in the journal's layout (the meta
+list of a frame, plus the two bodies; see codec.record_entry): the writer
+thread makes entries from its queued Records, a replay decodes them straight
+from frame payloads, a batch at a time, and everything after that is shared.
+
 Several processes open the same environment; LMDB serializes their write
 transactions. Every record carries a unique id and is written at most once
 (the `ids` database is checked inside the write transaction), which makes the
@@ -60,6 +65,8 @@ from . import retention as retention_mod
 from .record import Record
 from .schema import (DEFAULT_MAP_SIZE, SEP, add_counts, EnvHandle, StoreError, key_field, open_env,
                      release_env, ts_bytes)
+from .codec import (F_DURATION, F_ID, F_MODEL, F_PROVIDER, F_REQ_HEADERS, F_RESP_HEADERS,
+                    F_SESSION_HINT, F_TIME, F_TOOLS, F_USAGE, F_USER)
 
 log = logging.getLogger("aperture.capture")
 
@@ -80,25 +87,6 @@ def _yield_gil() -> None:
     # interpreter's switch interval (5 ms): the writer's Python work comes in
     # slices of a few dozen records.
     time.sleep(0)
-
-
-class _Prepared:
-    __slots__ = ("rec", "keep", "req", "resp", "hint")
-
-    def __init__(self, rec: Record, keep: bool) -> None:
-        self.rec = rec
-        self.keep = keep
-        req_body = rec.request_body
-        if type(req_body) is not bytes:
-            req_body = bytes(req_body)
-        self.hint = sessions.prepare(rec, req_body)
-        if keep:
-            resp_body = rec.response_body
-            self.req = blocks.PreparedBody(req_body)
-            self.resp = blocks.PreparedBody(resp_body if type(resp_body) is bytes
-                                            else bytes(resp_body))
-        else:
-            self.req = self.resp = None
 
 
 class _Throttle:
@@ -126,7 +114,8 @@ class CaptureStore:
                  journal_rotate_bytes: int = journal.DEFAULT_ROTATE_BYTES,
                  replay_interval: float = 15.0, purge_interval: float = 300.0,
                  max_queue: int = 200_000, clock=time.time, writer: str | None = None,
-                 rotate_interval: float = 0.05, quiet_replay: bool = False) -> None:
+                 rotate_interval: float = 0.05, quiet_replay: bool = False,
+                 share_gil: bool = True) -> None:
         """Open (creating if needed) the store and start this process's writer.
 
         - max_body_bytes: bodies above this are cut to it, `*_truncated` set.
@@ -146,6 +135,9 @@ class CaptureStore:
           leaves the writing to a child process (drain.py), which takes the
           writer's Python work off this process's GIL. rotate_interval is how
           often a journal segment is handed to it.
+        - share_gil: the writer lets other threads of this process (the event
+          loop) run every few records; the drain process, where the writer
+          has the interpreter to itself, turns it off.
 
         Raises OSError (StoreError for LMDB failures) if the store cannot be opened.
         `stats` counts records written, duplicates skipped, dropped, write and
@@ -202,6 +194,8 @@ class CaptureStore:
                           "memory until written, and lost if this process is killed",
                           data_dir, e)
         self._quiet_replay = quiet_replay
+        # Records between two GIL yields of the writer (never, when alone).
+        self._yield_every = YIELD_EVERY if share_gil else 1 << 62
         self._replay_passes = 0
         self._drain = None
         self._released: list[str] = []  # process mode: segments handed to the drain
@@ -538,29 +532,58 @@ class CaptureStore:
         with self._done:
             self._done.notify_all()
 
-    def _write_one_by_one(self, records: list[Record]) -> None:
+    def _write_one_by_one(self, records: list, write=None) -> None:
+        """Write each record in its own transaction, skipping those that fail
+        for a reason other than the environment. `write` takes a list of
+        records as given (default: Record objects, see _write_batch)."""
+        write = write or self._write_batch
         for rec in records:
             try:
-                self._write_batch([rec])
+                write([rec])
             except ENV_ERRORS:
                 raise
             except Exception:
                 self.stats["dropped"] += 1
-                log.exception("capture: record %s cannot be stored; skipped", rec.id)
+                log.exception("capture: record %s cannot be stored; skipped",
+                              getattr(rec, "id", None) or "from a journal")
 
     def _write_batch(self, records: list[Record]) -> None:
-        now = self._clock()
-        cutoff = None if self.retention is None else now - self.retention
+        """Write Record objects (the writer thread's queue) in one transaction."""
+        self._write_entries([codec.record_entry(r) for r in records])
+
+    def _write_payloads(self, payloads: list[bytes]) -> None:
+        """Write journal frame payloads (a replay) in one transaction."""
+        decode = codec.decode_journal_entry
+        self._write_entries([decode(p) for p in payloads])
+
+    def _write_entries(self, entries: list[codec.Entry]) -> None:
+        """Write records given as (meta list, request body, response body)
+        entries, the journal's layout (see codec.record_entry), in one
+        transaction."""
+        retention = self.retention
+        cutoff = None if retention is None else self._clock() - retention
+        prepare, prepare_body = sessions.prepare, blocks.prepare_body
+        # One tuple per record: (meta list, session hint, request size,
+        # response size, request and response descriptors (None past the
+        # retention), the (hash, block) pairs of both bodies).
         prepared = []
-        for n, rec in enumerate(records):
-            if n % YIELD_EVERY == YIELD_EVERY - 1:
+        hashes: dict[bytes, bytes] = {}
+        step = self._yield_every
+        for n, (f, req, resp) in enumerate(entries):
+            if n % step == step - 1:
                 _yield_gil()
-            keep = cutoff is None or (self.retention > 0 and rec.time >= cutoff)
-            prepared.append(_Prepared(rec, keep))
+            hint = prepare(f[F_SESSION_HINT], f[F_REQ_HEADERS], f[F_USER], req)
+            if cutoff is None or (retention > 0 and f[F_TIME] >= cutoff):
+                req_d, req_blocks = prepare_body(req)
+                resp_d, resp_blocks = prepare_body(resp)
+                body_blocks = req_blocks + resp_blocks
+                if body_blocks:
+                    hashes.update(body_blocks)
+                prepared.append((f, hint, len(req), len(resp), req_d, resp_d, body_blocks))
+            else:  # past the retention: no bodies, headers or tool arguments
+                prepared.append((f, hint, len(req), len(resp), None, None, ()))
         # Compress, outside the write transaction, the blocks not stored yet.
         packed: dict[bytes, bytes] = {}
-        hashes = {h: raw for p in prepared if p.keep for body in (p.req, p.resp)
-                  for h, raw in body.blocks}
         if hashes:
             with self._h.read() as txn:
                 missing = blocks.missing_blocks(txn, self._dbs, hashes)
@@ -582,69 +605,79 @@ class CaptureStore:
         self.stats["duplicates"] += dups
         self.stats["bytes_blocks"] += added
 
-    def _apply(self, txn, prepared: list[_Prepared], packed: dict[bytes, bytes]):
+    def _apply(self, txn, prepared: list, packed: dict[bytes, bytes]):
+        # One cursor per database: a cursor's put and get skip the per-call
+        # set-up of txn.put(..., db=...), a large share of a small record's cost.
         dbs = self._dbs
-        ids_db, rec_db, cap_db, tools_db = dbs["ids"], dbs["rec"], dbs["cap"], dbs["tools"]
-        ix_u, ix_m, ix_p, ix_s = dbs["ix_u"], dbs["ix_m"], dbs["ix_p"], dbs["ix_s"]
-        conv = dbs["conv"]
-        put = txn.put
-        written = dups = added = 0
-        ses_cache: dict[str, list] = {}
-        roll: dict[bytes, list[int]] = {}
-        for n, p in enumerate(prepared):
-            if n % YIELD_EVERY == YIELD_EVERY - 1:
+        cursor = txn.cursor
+        ids = cursor(db=dbs["ids"])
+        ids_get, ids_put = ids.get, ids.put
+        rec_put = cursor(db=dbs["rec"]).put
+        cap_put = cursor(db=dbs["cap"]).put
+        tools_put = cursor(db=dbs["tools"]).put
+        ix_u = cursor(db=dbs["ix_u"]).put
+        ix_m = cursor(db=dbs["ix_m"]).put
+        ix_p = cursor(db=dbs["ix_p"]).put
+        ix_s = cursor(db=dbs["ix_s"]).put
+        conv = cursor(db=dbs["conv"])
+        resolve, summary, encode_capture = sessions.resolve, codec.summary, codec.encode_capture
+        dups = added = 0
+        rows: list[list] = []  # the records written, for the rollups
+        by_session: dict[str, list[list]] = {}  # the same, per session
+        step = self._yield_every
+        for n, (f, hint, req_size, resp_size, req_d, resp_d, body_blocks) in enumerate(prepared):
+            if n % step == step - 1:
                 _yield_gil()
-            rec = p.rec
-            idb = rec.id.encode("ascii", "replace")
-            if txn.get(idb, db=ids_db) is not None:
+            idb = f[F_ID].encode("ascii", "replace")
+            if ids_get(idb) is not None:
                 dups += 1
                 continue
-            ts = ts_bytes(rec.time)
+            t = f[F_TIME]
+            ts = ts_bytes(t)
             tsid = ts + idb
-            sid = sessions.resolve(txn, conv, p.hint, new_id)
-            put(idb, ts, db=ids_db)
-            put(tsid, codec.summary(rec, sid, len(rec.request_body), len(rec.response_body)),
-                db=rec_db)
-            if p.keep:
-                hour = blocks.hour_of(rec.time)
-                for body in (p.req, p.resp):
-                    if body.blocks:
-                        added += blocks.store_blocks(txn, dbs, body.blocks, hour, packed)
-                headers = (codec.encode_headers(rec.request_headers, rec.response_headers)
-                           if rec.request_headers or rec.response_headers else b"")
-                put(idb, codec.encode_capture(headers, p.req.descriptor(), p.resp.descriptor()),
-                    db=cap_db)
-                if rec.tool_calls:
-                    put(idb, codec.encode_tools(rec), db=tools_db)
-            put(key_field(rec.user) + SEP + tsid, b"", db=ix_u)
-            put(key_field(rec.model) + SEP + tsid, b"", db=ix_m)
-            put(key_field(rec.provider) + SEP + tsid, b"", db=ix_p)
-            put(key_field(sid) + SEP + tsid, b"", db=ix_s)
-            self._add_session(txn, ses_cache, sid, rec)
-            self._add_rollups(roll, rec)
-            written += 1
-        self._flush_sessions(txn, ses_cache)
-        self._flush_rollups(txn, roll)
-        return written, dups, added
+            sid = resolve(conv, hint, new_id)
+            ids_put(idb, ts)
+            rec_put(tsid, summary(f, sid, req_size, resp_size))
+            if req_d is not None:
+                if body_blocks:
+                    added += blocks.store_blocks(txn, dbs, body_blocks, blocks.hour_of(t),
+                                                 packed)
+                qh, rh = f[F_REQ_HEADERS], f[F_RESP_HEADERS]
+                headers = codec.encode_headers(qh, rh) if qh or rh else b""
+                cap_put(idb, encode_capture(headers, req_d, resp_d))
+                if f[F_TOOLS]:
+                    tools_put(idb, codec.encode_tools(f[F_TOOLS]))
+            ix_u(key_field(f[F_USER]) + SEP + tsid, b"")
+            ix_m(key_field(f[F_MODEL]) + SEP + tsid, b"")
+            ix_p(key_field(f[F_PROVIDER]) + SEP + tsid, b"")
+            ix_s(key_field(sid) + SEP + tsid, b"")
+            rows.append(f)
+            same = by_session.get(sid)
+            if same is None:
+                by_session[sid] = [f]
+            else:
+                same.append(f)
+        self._flush_sessions(txn, by_session)
+        self._flush_rollups(txn, rows)
+        return len(rows), dups, added
 
-    def _add_session(self, txn, cache: dict, sid: str, rec: Record) -> None:
-        entry = cache.get(sid)
-        if entry is None:
-            raw = txn.get(sid.encode("utf-8", "surrogatepass"), db=self._dbs["ses"])
+    def _flush_sessions(self, txn, by_session: dict[str, list[list]]) -> None:
+        """Add each session's records of the batch to its stored totals, and
+        move its ses_t and ses_u entries to its new last time and user."""
+        dbs = self._dbs
+        ses = txn.cursor(db=dbs["ses"])
+        ses_t, ses_u = dbs["ses_t"], dbs["ses_u"]
+        for sid, rows in by_session.items():
+            sidb = sid.encode("utf-8", "surrogatepass")
+            raw = ses.get(sidb)
             if raw is None:
-                tot = sessions.new_totals(sid, rec.user, rec.time)
-                entry = [tot, None, None]
+                tot = sessions.new_totals(sid, rows[0][F_USER], rows[0][F_TIME])
+                old_last = old_user = None
             else:
                 tot = orjson.loads(raw)
-                entry = [tot, tot["last"], tot["user"]]
-            cache[sid] = entry
-        sessions.add_to_totals(entry[0], rec)
-
-    def _flush_sessions(self, txn, cache: dict) -> None:
-        ses, ses_t, ses_u = self._dbs["ses"], self._dbs["ses_t"], self._dbs["ses_u"]
-        for sid, (tot, old_last, old_user) in cache.items():
-            sidb = sid.encode("utf-8", "surrogatepass")
-            txn.put(sidb, orjson.dumps(tot), db=ses)
+                old_last, old_user = tot["last"], tot["user"]
+            sessions.add_to_totals(tot, rows)
+            ses.put(sidb, orjson.dumps(tot))
             new_last = ts_bytes(tot["last"])
             new_user = key_field(tot["user"])
             if old_last is not None:
@@ -658,28 +691,41 @@ class CaptureStore:
             txn.put(new_user + SEP + new_last + sidb, b"", db=ses_u)
 
     @staticmethod
-    def _add_rollups(roll: dict, rec: Record) -> None:
-        # Summed per (hour, user, model, provider) for the batch; expanded into
-        # rollup keys once per batch in _flush_rollups.
-        u = rec.usage
-        hour = int(rec.time // 3600)
-        ncalls = len(rec.tool_calls)
-        dur = int((rec.duration_ms or 0) * 1000)
-        add_counts(roll, (hour, rec.user, rec.model, rec.provider),
-                   (1, u.input_tokens, u.output_tokens, u.cache_read_tokens,
-                    u.cache_write_tokens, u.reasoning_tokens, ncalls, dur))
-        if ncalls:
-            counts: dict[str, int] = {}
-            for tc in rec.tool_calls:
-                counts[tc.name] = counts.get(tc.name, 0) + 1
-            for name, n in counts.items():
-                add_counts(roll, (hour, name),
-                           (1, u.input_tokens, u.output_tokens, u.cache_read_tokens,
-                            u.cache_write_tokens, u.reasoning_tokens, n, dur))
+    def _rollup_groups(rows: list[list]) -> dict[tuple, list[tuple]]:
+        """The figures of each record, gathered per (hour, user, model,
+        provider) and per (hour, tool name); _flush_rollups sums each group
+        and expands it into rollup keys."""
+        groups: dict[tuple, list[tuple]] = {}
+        get = groups.get
+        for f in rows:
+            u = f[F_USAGE]
+            hour = int(f[F_TIME] // 3600)
+            calls = f[F_TOOLS]
+            dur = int((f[F_DURATION] or 0) * 1000)
+            figures = (1, u[0], u[1], u[2], u[3], u[4], len(calls), dur)
+            key = (hour, f[F_USER], f[F_MODEL], f[F_PROVIDER])
+            group = get(key)
+            if group is None:
+                groups[key] = [figures]
+            else:
+                group.append(figures)
+            if calls:
+                counts: dict[str, int] = {}
+                for tc in calls:
+                    counts[tc[0]] = counts.get(tc[0], 0) + 1
+                for name, n in counts.items():
+                    figures = (1, u[0], u[1], u[2], u[3], u[4], n, dur)
+                    group = get((hour, name))
+                    if group is None:
+                        groups[(hour, name)] = [figures]
+                    else:
+                        group.append(figures)
+        return groups
 
-    def _flush_rollups(self, txn, roll: dict) -> None:
+    def _flush_rollups(self, txn, rows: list[list]) -> None:
         keys: dict[bytes, list[int]] = {}
-        for k, vals in roll.items():
+        for k, figures in self._rollup_groups(rows).items():
+            vals = [sum(column) for column in zip(*figures)]
             hour = k[0]
             hb = LEVEL_HOUR + struct.pack(">I", hour)
             db_ = LEVEL_DAY + struct.pack(">I", hour // 24)
@@ -720,15 +766,15 @@ class CaptureStore:
                 own.add(self._journal.path)
         for orphan in journal.orphans(self._jdir, own):
             try:
-                records = orphan.read()
+                records = orphan.read()  # frame payloads (codec.read_frames)
                 for i in range(0, len(records), self.batch_max):
                     chunk = records[i:i + self.batch_max]
                     try:
-                        self._write_batch(chunk)
+                        self._write_payloads(chunk)
                     except ENV_ERRORS:
                         raise
                     except Exception:
-                        self._write_one_by_one(chunk)
+                        self._write_one_by_one(chunk, self._write_payloads)
             except Exception as e:  # the file stays for the next pass
                 log.error("capture: replay of %s failed (%s); will retry", orphan.path, e)
                 orphan.give_up()
