@@ -45,19 +45,8 @@ MAX_FRAME = 1 << 31
 
 def journal_parts(rec: Record) -> list[bytes]:
     """The frame for `rec` as a list of buffers for one `os.writev`."""
-    tc = [[t.name, t.arguments] for t in rec.tool_calls] if rec.tool_calls else []
-    u = rec.usage
-    meta = orjson.dumps([
-        rec.id, rec.time, rec.user, rec.node_name, rec.node_id, rec.tags, rec.provider,
-        rec.model, rec.api, rec.method, rec.path, rec.status, rec.stream,
-        (u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens,
-         u.reasoning_tokens),
-        tc, rec.duration_ms, rec.ttfb_ms, rec.state, rec.error, rec.request_headers,
-        rec.response_headers, rec.session_hint, rec.request_body_truncated,
-        rec.response_body_truncated,
-    ])
-    req = rec.request_body
-    resp = rec.response_body
+    fields, req, resp = record_entry(rec)
+    meta = orjson.dumps(fields)
     lens = _LENS.pack(len(meta), len(req), len(resp))
     crc = zlib.crc32(resp, zlib.crc32(req, zlib.crc32(meta, zlib.crc32(lens))))
     head = _FRAME.pack(JOURNAL_MAGIC, _LENS.size + len(meta) + len(req) + len(resp), crc)
