@@ -450,4 +450,4 @@ class Exchange:
             response_body_truncated=self.resp_body.truncated,
             session_hint=session_from_tail(self.req_body.tail) if self.req_body.truncated else "",
         )
-        self.gw.sink.submit(record)
+        self.gw.sink.submit(record, req.conn if sending else None)

@@ -296,3 +296,40 @@ async def test_chunked_response_framing(make_conn):
     assert b"transfer-encoding: chunked" in raw
     [(status, _, body)] = responses(raw)
     assert body == b"data: 1\n\ndata: 2\n\n"
+
+
+async def held_echo(req, resp):
+    """Like echo, but the connection's writes are held from the start, as a
+    capture sink holds them for the last bytes of a response."""
+    req.conn.hold()
+    await echo(req, resp)
+
+
+async def test_held_writes_go_out_in_order_on_release(make_conn):
+    conn, t = make_conn(held_echo)
+    conn.data_received(b"GET /first HTTP/1.1\r\nHost: h\r\n\r\n"
+                       b"GET /second HTTP/1.1\r\nHost: h\r\n\r\n")
+    await settle()
+    assert t.take() == b""  # both answered, neither written yet
+    conn.release()
+    assert [body for _, _, body in responses(t.take())] == [b"GET /first  ", b"GET /second  "]
+
+
+async def test_close_waits_for_held_writes(make_conn):
+    conn, t = make_conn(held_echo)
+    conn.data_received(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+    await settle()
+    assert not t.closed and t.take() == b""
+    conn.release()
+    [(status, headers, _)] = responses(t.take())
+    assert status == 200 and headers["connection"] == "close"
+    assert t.closed
+
+
+async def test_release_after_disconnect_writes_nothing(make_conn):
+    conn, t = make_conn(held_echo)
+    conn.data_received(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    await settle()
+    conn.connection_lost(None)
+    conn.release()
+    assert t.take() == b""

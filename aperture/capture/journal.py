@@ -70,11 +70,12 @@ class JournalFile:
 
     def append(self, parts: list[bytes], seq: int) -> None:
         n = os.writev(self.fd, parts)
+        want = sum(map(len, parts))
+        if n != want:  # a short write on a regular file: disk full
+            # `size` stays at the last whole frame: the caller cuts back to it.
+            raise OSError(f"short journal write ({n} of {want} bytes)")
         self.size += n
         self.last_seq = seq
-        want = sum(len(p) for p in parts)
-        if n != want:  # a short write on a regular file: disk full
-            raise OSError(f"short journal write ({n} of {want} bytes)")
 
     def truncate(self) -> None:
         os.ftruncate(self.fd, 0)

@@ -65,8 +65,11 @@ class Record:
 
 
 class RecordSink(Protocol):
-    def submit(self, record: Record) -> None:
-        """Take a finished record. Must not block the event loop."""
+    def submit(self, record: Record, hold=None) -> None:
+        """Take a finished record. Must not block the event loop. `hold`, when
+        given, is the client connection about to receive the response's last
+        bytes; a sink may keep its writes back (`hold.hold()`) until the
+        record is safe, then `hold.release()` them."""
 
     def close(self) -> None:
         """Flush and release resources (called once at shutdown)."""
@@ -78,7 +81,7 @@ class LogSink:
     def __init__(self) -> None:
         self._log = logging.getLogger("aperture.exchange")
 
-    def submit(self, record: Record) -> None:
+    def submit(self, record: Record, hold=None) -> None:
         if self._log.isEnabledFor(logging.INFO):
             self._log.info(
                 "%s %s %s %s -> %d %s in=%d out=%d %.1fms",

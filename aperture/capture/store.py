@@ -80,6 +80,7 @@ LEVEL_DAY, LEVEL_HOUR = b"d", b"h"
 
 
 YIELD_EVERY = 32
+_IOV_MAX = 1024  # buffers one os.writev takes (Linux UIO_MAXIOV)
 
 
 def _yield_gil() -> None:
@@ -199,6 +200,9 @@ class CaptureStore:
         self._replay_passes = 0
         self._drain = None
         self._released: list[str] = []  # process mode: segments handed to the drain
+        # Process mode: frames (and their connections) waiting for _append_held.
+        self._held_frames: list[list[bytes]] = []
+        self._held_conns: list = []
         if writer == "process" and self._journal is not None:
             from .drain import DrainChild
 
@@ -220,8 +224,16 @@ class CaptureStore:
     # ------------------------------------------------------------------
     # Event loop side
 
-    def submit(self, record: Record) -> None:
-        """Take a finished record: one journal append, then hand-off. Never raises."""
+    def submit(self, record: Record, hold=None) -> None:
+        """Take a finished record: one journal append, then hand-off. Never raises.
+
+        `hold`: in process mode, on the event loop, the client connection
+        whose response's last bytes are about to be written. Its writes are
+        kept back (`hold.hold()`) and the record joins the others finished in
+        this pass of the loop; one journal append takes them all at the start
+        of the next pass, then the connections get their bytes (`_append_held`).
+        The client still receives nothing the journal does not hold, and the
+        system call is shared."""
         if self._closed or self._closing:
             return
         try:
@@ -234,6 +246,13 @@ class CaptureStore:
             j = self._journal
             if self._drain is not None:
                 # Process mode: the journal is the hand-off (see drain.py).
+                if hold is not None:
+                    hold.hold()
+                    self._held_frames.append(parts)
+                    self._held_conns.append(hold)
+                    if len(self._held_conns) == 1:
+                        hold.loop.call_soon(self._append_held)
+                    return
                 try:
                     j.append(parts, 0)
                 except OSError as e:
@@ -263,6 +282,34 @@ class CaptureStore:
             wake = self._idle
         if wake:
             self._wake.set()
+
+    def _append_held(self) -> None:
+        """Process mode, on the event loop: append the frames of the records
+        submitted with `hold` since the last call, then release their
+        connections (whatever happened to the append)."""
+        frames, conns = self._held_frames, self._held_conns
+        self._held_frames, self._held_conns = [], []
+        try:
+            with self._lock:
+                j = self._journal
+                batch: list[bytes] = []
+                count = 0
+                for i, parts in enumerate(frames, 1):
+                    batch += parts
+                    count += 1
+                    if i == len(frames) or len(batch) + len(frames[i]) > _IOV_MAX:
+                        if j is None or self._closed:
+                            self.stats["dropped"] += count
+                        else:
+                            try:
+                                j.append(batch, 0)
+                            except OSError as e:
+                                self._journal_failed(j, e)
+                                self.stats["dropped"] += count
+                        batch, count = [], 0
+        finally:
+            for conn in conns:
+                conn.release()
 
     def _journal_failed(self, j: journal.JournalFile, e: OSError) -> None:
         self.stats["journal_errors"] += 1
@@ -331,6 +378,8 @@ class CaptureStore:
         """Write what is queued, then release the journal and the environment."""
         if self._closed:
             return
+        if self._held_conns:
+            self._append_held()
         self._closing = True
         self._wake.set()
         if self._drain is not None:

@@ -195,7 +195,7 @@ class ServerState:
 class HttpConnection(asyncio.Protocol):
     __slots__ = ("state", "loop", "transport", "peer", "parser", "write_flow", "_request", "_head_bytes",
                  "_pipeline", "_task", "_idle_timer", "_closing", "identity", "_reading_paused",
-                 "_pause_reasons", "_lost", "user_data")
+                 "_pause_reasons", "_lost", "user_data", "_held", "_close_after_held")
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
@@ -217,6 +217,8 @@ class HttpConnection(asyncio.Protocol):
         self._lost = False
         self.identity = None  # resolved once per connection by the application
         self.user_data = None
+        self._held: list[bytes] | None = None  # writes kept back, see hold()
+        self._close_after_held = False
 
     # -- asyncio.Protocol -------------------------------------------------
 
@@ -233,6 +235,7 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
+        self._held = None
         self.state.connections.discard(self)
         self._cancel_idle_timer()
         self.write_flow.lost()
@@ -376,29 +379,54 @@ class HttpConnection(asyncio.Protocol):
             self.abort()
             return
         if not response.keep_alive or self.state.draining or (self._closing and not self._pipeline):
-            self.transport.close()  # type: ignore[union-attr]
+            self._close()
             return
         if self._request is req:
             # The handler answered without reading the whole body (an error
             # answered early). The rest of the body cannot be skipped safely
             # on a keep-alive connection: close.
-            self.transport.close()  # type: ignore[union-attr]
+            self._close()
             return
         if self._pipeline:
             nxt = self._pipeline.popleft()
             self._resume_reading(1)
             self._start(nxt)
         elif self._closing:
-            self.transport.close()  # type: ignore[union-attr]
+            self._close()
         else:
             self._arm_idle_timer()
 
     # -- writing and flow control --------------------------------------------
 
     def write_raw(self, data: bytes) -> None:
+        if self._held is not None:
+            self._held.append(data)
+            return
         transport = self.transport
         if not self._lost and not transport.is_closing():  # type: ignore[union-attr]
             transport.write(data)  # type: ignore[union-attr]
+
+    def hold(self) -> None:
+        """Keep every write (and a close) back until `release`: the capture
+        journal takes a record before the last bytes of its response go out,
+        and appends the records of one loop pass together."""
+        if self._held is None:
+            self._held = []
+
+    def release(self) -> None:
+        """Write what was kept back, in order, then close if a close waited."""
+        held, self._held = self._held, None
+        if held:
+            self.write_raw(b"".join(held))
+        if self._close_after_held:
+            self._close_after_held = False
+            self._close()
+
+    def _close(self) -> None:
+        if self._held is not None:
+            self._close_after_held = True
+        elif not self._lost:
+            self.transport.close()  # type: ignore[union-attr]
 
     def _pause_for_body(self) -> None:
         self._pause_reading(2)
@@ -424,11 +452,11 @@ class HttpConnection(asyncio.Protocol):
             return
         if self._task is None:
             body = (message + "\n").encode()
-            self.transport.write(  # type: ignore[union-attr]
+            self.write_raw(
                 status_line(status)
                 + b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n"
                   b"connection: close\r\n\r\n" % len(body) + body)
-            self.transport.close()  # type: ignore[union-attr]
+            self._close()
         else:
             # A response is in progress for an earlier request: it cannot be
             # interleaved with an error, so finish by closing.
@@ -442,7 +470,7 @@ class HttpConnection(asyncio.Protocol):
 
     def _arm_idle_timer(self) -> None:
         if self.state.draining:
-            self.transport.close()  # type: ignore[union-attr]
+            self._close()
             return
         self._idle_timer = self.loop.call_later(
             self.state.keepalive_timeout, self._idle_timeout)
@@ -456,7 +484,7 @@ class HttpConnection(asyncio.Protocol):
     def _idle_timeout(self) -> None:
         self._idle_timer = None
         if self._task is None and self._request is None and not self._lost:
-            self.transport.close()  # type: ignore[union-attr]
+            self._close()
 
     @property
     def busy(self) -> bool:
@@ -467,4 +495,4 @@ class HttpConnection(asyncio.Protocol):
         `connection: close` (keep_alive is off once the server is draining)."""
         if not self.busy and not self._lost:
             self._cancel_idle_timer()
-            self.transport.close()  # type: ignore[union-attr]
+            self._close()

@@ -62,3 +62,49 @@ def test_process_mode_survives_sigkill_of_the_worker(tmp_path):
     while time.time() < deadline and not acked <= stored():
         time.sleep(0.1)
     assert acked <= stored()
+
+
+class _Held:
+    """Stands for a client connection: records what the journal held when
+    the connection's writes were released."""
+
+    def __init__(self, loop, store, rec_id):
+        self.loop, self.store, self.rec_id = loop, store, rec_id
+        self.holding = False
+        self.journal_at_release = None
+
+    def hold(self):
+        self.holding = True
+
+    def release(self):
+        self.holding = False
+        with open(self.store._journal.path, "rb") as f:
+            self.journal_at_release = f.read()
+
+
+def test_held_records_are_journaled_together_before_release(tmp_path):
+    import asyncio
+
+    store = CaptureStore(str(tmp_path), writer="process", durable=False, rotate_interval=30.0)
+    recs = [make_record() for _ in range(5)]
+
+    async def one_loop_pass():
+        loop = asyncio.get_running_loop()
+        held = [_Held(loop, store, r.id) for r in recs]
+        for r, h in zip(recs, held):
+            store.submit(r, h)
+        # Held, and nothing journaled yet: the append waits for the next pass.
+        assert all(h.holding for h in held) and store._journal.size == 0
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        return held
+
+    held = asyncio.run(one_loop_pass())
+    for h in held:
+        assert not h.holding
+        # When a connection got its bytes, every record of the pass was in the journal.
+        assert all(r.id.encode() in h.journal_at_release for r in recs)
+    assert store.flush(30)
+    with CaptureReader(str(tmp_path)) as reader:
+        assert {x["id"] for x in reader.records(limit=None)} == {r.id for r in recs}
+    store.close()
