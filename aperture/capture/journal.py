@@ -6,7 +6,10 @@ codec.py) with a single `os.writev` to this process's journal file, opened
 with O_APPEND. The write lands in the page cache, so it costs no disk wait, and
 the page cache belongs to the kernel: once the call has returned, a SIGKILL of
 the process cannot take the frame back. The record is then handed to the
-writer thread, which commits it to LMDB later.
+writer thread, which commits it to LMDB later. (In process mode the worker
+appends the frames of every record finished in one pass of its event loop
+with one `os.writev`, holding back those responses' last bytes until it is
+done; see `CaptureStore.submit`.)
 
 Each journal file is `<data_dir>/journal/<pid>-<id>.jnl`. Its owner holds an
 exclusive `flock` on it for as long as the file may hold records not yet in

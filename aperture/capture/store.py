@@ -26,6 +26,10 @@ between batches so that records gather into larger transactions.
 
 With `writer="process"` the worker keeps only the left column: its journal
 segments are handed to a child process that runs the right column (drain.py).
+There, a record submitted with the connection about to receive its last bytes
+joins the others finished in the same loop pass: one os.writev appends them
+all at the start of the next pass, and only then are those connections' held
+writes released (`_append_held`).
 
 The writer takes each record as an entry in the journal's layout (the meta
 list of a frame, plus the two bodies; see codec.record_entry): the writer
