@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import shutil
 import sys
 import tempfile
@@ -212,14 +211,7 @@ def main() -> None:
     script.write_text(bg.LUA)
     aperture = [sys.executable, "-m", "aperture.cli"]
     sim_port, ap_port, ng_port, h11_port, ht_port = (bg.free_port() for _ in range(5))
-    config = tmp / "config.json"
-    config.write_text(json.dumps({"providers": {"sim": {
-        "baseurl": "http://127.0.0.1:%d" % sim_port, "apikey": "sim-key", "authorization": "x-api-key",
-        "models": ["claude-sonnet-4-6"], "compatibility": {"anthropic_messages": True}}},
-        "grants": [{"src": ["*"], "app": {"tailscale.com/cap/aperture": [{"role": "user"}, {"models": "**"}]}}]}))
-    for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (tmp / d).mkdir()
-    (tmp / "nginx.conf").write_text(bg.NGINX_CONF.format(dir=tmp, sim_port=sim_port, port=ng_port))
+    config = bg.write_configs(tmp, sim_port, ng_port)
 
     procs = []
     try:

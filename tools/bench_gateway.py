@@ -131,6 +131,20 @@ def median_run(runs: list[dict]) -> dict:
     return med
 
 
+def write_configs(tmp: Path, sim_port: int, nginx_port: int) -> Path:
+    """aperture's config (the simulator as its one provider, everyone
+    allowed) and nginx's, in `tmp`. Returns the path of aperture's."""
+    config = tmp / "config.json"
+    config.write_text(json.dumps({"providers": {"sim": {
+        "baseurl": "http://127.0.0.1:%d" % sim_port, "apikey": "sim-key", "authorization": "x-api-key",
+        "models": ["claude-sonnet-4-6"], "compatibility": {"anthropic_messages": True}}},
+        "grants": [{"src": ["*"], "app": {"tailscale.com/cap/aperture": [{"role": "user"}, {"models": "**"}]}}]}))
+    for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (tmp / d).mkdir()
+    (tmp / "nginx.conf").write_text(NGINX_CONF.format(dir=tmp, sim_port=sim_port, port=nginx_port))
+    return config
+
+
 def rss_kib(pid: int) -> int:
     for line in open("/proc/%d/status" % pid):
         if line.startswith("VmRSS:"):
@@ -183,14 +197,7 @@ def main() -> None:
     script.write_text(LUA)
     aperture = [sys.executable, "-m", "aperture.cli"]
     sim_port, ap_port, ap2_port, ng_port = free_port(), free_port(), free_port(), free_port()
-    config = tmp / "config.json"
-    config.write_text(json.dumps({"providers": {"sim": {
-        "baseurl": "http://127.0.0.1:%d" % sim_port, "apikey": "sim-key", "authorization": "x-api-key",
-        "models": ["claude-sonnet-4-6"], "compatibility": {"anthropic_messages": True}}},
-        "grants": [{"src": ["*"], "app": {"tailscale.com/cap/aperture": [{"role": "user"}, {"models": "**"}]}}]}))
-    for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (tmp / d).mkdir()
-    (tmp / "nginx.conf").write_text(NGINX_CONF.format(dir=tmp, sim_port=sim_port, port=ng_port))
+    config = write_configs(tmp, sim_port, ng_port)
 
     procs = []
     try:
