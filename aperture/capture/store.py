@@ -84,7 +84,9 @@ LEVEL_DAY, LEVEL_HOUR = b"d", b"h"
 
 
 YIELD_EVERY = 32
-_IOV_MAX = 1024  # buffers one os.writev takes (Linux UIO_MAXIOV)
+# Frames per os.writev in _append_held: a frame is at most 5 buffers
+# (codec.journal_parts), and one writev takes at most 1024 (Linux UIO_MAXIOV).
+_FRAMES_PER_WRITE = 1024 // 5
 
 
 def _yield_gil() -> None:
@@ -296,21 +298,16 @@ class CaptureStore:
         try:
             with self._lock:
                 j = self._journal
-                batch: list[bytes] = []
-                count = 0
-                for i, parts in enumerate(frames, 1):
-                    batch += parts
-                    count += 1
-                    if i == len(frames) or len(batch) + len(frames[i]) > _IOV_MAX:
-                        if j is None or self._closed:
-                            self.stats["dropped"] += count
-                        else:
-                            try:
-                                j.append(batch, 0)
-                            except OSError as e:
-                                self._journal_failed(j, e)
-                                self.stats["dropped"] += count
-                        batch, count = [], 0
+                for i in range(0, len(frames), _FRAMES_PER_WRITE):
+                    chunk = frames[i:i + _FRAMES_PER_WRITE]
+                    if j is None or self._closed:
+                        self.stats["dropped"] += len(chunk)
+                        continue
+                    try:
+                        j.append([part for parts in chunk for part in parts], 0)
+                    except OSError as e:
+                        self._journal_failed(j, e)
+                        self.stats["dropped"] += len(chunk)
         finally:
             for conn in conns:
                 conn.release()
@@ -744,41 +741,29 @@ class CaptureStore:
             txn.put(new_user + SEP + new_last + sidb, b"", db=ses_u)
 
     @staticmethod
-    def _rollup_groups(rows: list[list]) -> dict[tuple, list[tuple]]:
-        """The figures of each record, gathered per (hour, user, model,
-        provider) and per (hour, tool name); _flush_rollups sums each group
-        and expands it into rollup keys."""
-        groups: dict[tuple, list[tuple]] = {}
-        get = groups.get
+    def _rollup_sums(rows: list[list]) -> dict[tuple, list[int]]:
+        """The figures of the batch's records summed per (hour, user, model,
+        provider) and per (hour, tool name); _flush_rollups expands each sum
+        into rollup keys."""
+        roll: dict[tuple, list[int]] = {}
         for f in rows:
             u = f[F_USAGE]
             hour = int(f[F_TIME] // 3600)
             calls = f[F_TOOLS]
             dur = int((f[F_DURATION] or 0) * 1000)
-            figures = (1, u[0], u[1], u[2], u[3], u[4], len(calls), dur)
-            key = (hour, f[F_USER], f[F_MODEL], f[F_PROVIDER])
-            group = get(key)
-            if group is None:
-                groups[key] = [figures]
-            else:
-                group.append(figures)
+            add_counts(roll, (hour, f[F_USER], f[F_MODEL], f[F_PROVIDER]),
+                       (1, u[0], u[1], u[2], u[3], u[4], len(calls), dur))
             if calls:
                 counts: dict[str, int] = {}
                 for tc in calls:
                     counts[tc[0]] = counts.get(tc[0], 0) + 1
                 for name, n in counts.items():
-                    figures = (1, u[0], u[1], u[2], u[3], u[4], n, dur)
-                    group = get((hour, name))
-                    if group is None:
-                        groups[(hour, name)] = [figures]
-                    else:
-                        group.append(figures)
-        return groups
+                    add_counts(roll, (hour, name), (1, u[0], u[1], u[2], u[3], u[4], n, dur))
+        return roll
 
     def _flush_rollups(self, txn, rows: list[list]) -> None:
         keys: dict[bytes, list[int]] = {}
-        for k, figures in self._rollup_groups(rows).items():
-            vals = [sum(column) for column in zip(*figures)]
+        for k, vals in self._rollup_sums(rows).items():
             hour = k[0]
             hb = LEVEL_HOUR + struct.pack(">I", hour)
             db_ = LEVEL_DAY + struct.pack(">I", hour // 24)
