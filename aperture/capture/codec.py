@@ -30,7 +30,7 @@ import zlib
 
 import orjson
 
-from .record import Record, ToolCall, Usage
+from .record import Record
 
 JOURNAL_MAGIC = b"APJ1"
 _FRAME = struct.Struct("<4sII")
@@ -91,20 +91,6 @@ def decode_journal_entry(payload: bytes) -> Entry:
         raise ValueError("journal frame: not a record")
     o += mlen
     return m, payload[o:o + qlen], payload[o + qlen:o + qlen + rlen]
-
-
-def decode_journal_payload(payload: bytes) -> Record:
-    m, req, resp = decode_journal_entry(payload)
-    return Record(
-        id=m[0], time=m[1], user=m[2], node_name=m[3], node_id=m[4], tags=tuple(m[5]),
-        provider=m[6], model=m[7], api=m[8], method=m[9], path=m[10], status=m[11],
-        stream=m[12], usage=Usage(*m[13]), tool_calls=tuple(ToolCall(n, a) for n, a in m[14]),
-        duration_ms=m[15], ttfb_ms=m[16], state=m[17], error=m[18],
-        request_headers=tuple((k, v) for k, v in m[19]),
-        response_headers=tuple((k, v) for k, v in m[20]),
-        request_body=req, response_body=resp, session_hint=m[21],
-        request_body_truncated=m[22], response_body_truncated=m[23],
-    )
 
 
 def read_frames(data: bytes) -> tuple[list[bytes], int]:

@@ -37,7 +37,6 @@ import orjson
 
 from .codec import (F_DURATION, F_MODEL, F_PROVIDER, F_STATUS, F_TIME, F_TOOLS, F_USAGE,
                     F_USER)
-from .record import Record
 
 MAX_SESSION_ID = 128
 MAX_PARSED_BODY = 64 << 20
@@ -57,11 +56,6 @@ def _clean(value: object) -> str:
 
 
 _SESSION_HEADER_SET = frozenset(SESSION_HEADERS)
-
-
-def header_session(rec: Record) -> str:
-    """The session id from the record's hint or its request headers, or ""."""
-    return client_session(rec.session_hint, rec.request_headers)
 
 
 def client_session(session_hint: str, request_headers) -> str:

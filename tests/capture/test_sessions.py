@@ -28,14 +28,14 @@ def test_claude_code_metadata_user_id(user_id):
                                   "session_id", "conversation_id", "x-session-id"])
 def test_session_headers(name):
     rec = make_record(request_headers=(("content-type", "application/json"), (name, "abc-1")))
-    assert sessions.header_session(rec) == "abc-1"
+    assert sessions.client_session(rec.session_hint, rec.request_headers) == "abc-1"
 
 
 def test_hint_comes_first_and_junk_is_ignored():
     rec = make_record(session_hint="hint", request_headers=(("x-session-id", "hdr"),))
-    assert sessions.header_session(rec) == "hint"
+    assert sessions.client_session(rec.session_hint, rec.request_headers) == "hint"
     rec = make_record(request_headers=(("x-session-id", "bad\x01id"),))
-    assert sessions.header_session(rec) == ""
+    assert sessions.client_session(rec.session_hint, rec.request_headers) == ""
     assert sessions.body_session({"metadata": {"user_id": "no session here"}}) == ""
     assert sessions.body_session({"metadata": "x"}) == ""
 

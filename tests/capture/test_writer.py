@@ -183,7 +183,9 @@ def test_read_frames_gives_payloads_up_to_a_cut_frame():
     cut = b"".join(codec.journal_parts(make_record()))[:-3]
     payloads, used = codec.read_frames(data + cut)
     assert used == len(data)
-    assert [codec.decode_journal_payload(p) for p in payloads] == recs
+    assert [codec.decode_journal_entry(p) for p in payloads] == [
+        (orjson.loads(orjson.dumps(fields)), req, resp)
+        for fields, req, resp in map(codec.record_entry, recs)]
 
 
 def _frame(payload: bytes) -> bytes:
