@@ -106,6 +106,16 @@ class Provider:
     compatibility: frozenset[str]  # enabled flags, canonical names
     tailnet: bool
     cost_basis: str | None = None
+    #: argv of a command whose output is the key, re-run every apikey_refresh seconds
+    apikey_command: tuple[str, ...] | None = None
+    apikey_refresh: float = 1800.0
+    #: Vertex: replace the placeholders _aperture_auto_vertex_project_id_ / _region_
+    vertex_project: str | None = None
+    vertex_region: str | None = None
+
+    @property
+    def has_key(self) -> bool:
+        return self.apikey is not None or self.apikey_command is not None
 
     def speaks(self, api_format: str) -> bool:
         """Whether this provider serves `api_format` (a key of FORMAT_FLAGS)."""
@@ -296,6 +306,47 @@ class _Checker:
             return None
         return kind, apikey
 
+    def key_command(self, raw: dict, path: str) -> tuple[tuple[str, ...] | None, float] | None:
+        """(`apikey_command` argv, `apikey_refresh` seconds)."""
+        command = raw.get("apikey_command")
+        refresh = raw.get("apikey_refresh")
+        ok = True
+        argv = None
+        if command is not None:
+            if (not isinstance(command, list) or not command
+                    or not all(isinstance(a, str) and a for a in command)):
+                self.problem(f"{path}.apikey_command",
+                             "must be a non-empty list of non-empty strings (the command and its arguments)")
+                ok = False
+            elif raw.get("apikey") or (isinstance(raw.get("authorization"), dict)
+                                       and raw["authorization"].get("value")):
+                self.problem(f"{path}.apikey_command", "give apikey or apikey_command, not both")
+                ok = False
+            else:
+                argv = tuple(command)
+        seconds = 1800.0
+        if refresh is not None:
+            if command is None:
+                self.problem(f"{path}.apikey_refresh", "only applies with apikey_command")
+                ok = False
+            elif not isinstance(refresh, str):
+                self.problem(f"{path}.apikey_refresh",
+                             f"must be a duration string like \"30m\", not {type_name(refresh)}")
+                ok = False
+            else:
+                from aperture.capture.retention import parse_duration
+
+                try:
+                    seconds = parse_duration(refresh)
+                except ValueError as e:
+                    self.problem(f"{path}.apikey_refresh", str(e))
+                    ok = False
+                else:
+                    if not 60 <= seconds <= 86400:
+                        self.problem(f"{path}.apikey_refresh", "must be between 1m and 24h")
+                        ok = False
+        return (argv, seconds) if ok else None
+
     def retention(self, database: Any) -> None:
         """`database.retention.duration`, the one part of `database` aperture
         acts on (the rest is kept as it is)."""
@@ -399,6 +450,13 @@ class _Checker:
         name = self.optional_str(raw, "name", path)
         description = self.optional_str(raw, "description", path)
         cost_basis = self.optional_str(raw, "cost_basis", path)
+        vertex_project = self.optional_str(raw, "vertex_project", path)
+        vertex_region = self.optional_str(raw, "vertex_region", path)
+        for key, value in (("vertex_project", vertex_project), ("vertex_region", vertex_region)):
+            if value is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", value):
+                self.problem(f"{path}.{key}", "must be a Google Cloud project id or region name "
+                                              "(letters, digits, '-', '_' and '.')")
+        key_command = self.key_command(raw, path)
         tailnet = raw.get("tailnet", False)
         if tailnet is None:
             tailnet = False
@@ -407,10 +465,11 @@ class _Checker:
         if len(self.problems) > before:
             self._in_field_order(before, raw, path)
             return None
-        assert url and models and creds and mode and compat is not None
+        assert url and models and creds and mode and compat is not None and key_command
         scheme, host, port, base_path = url
         kind, apikey = creds
-        if mode == "override" and apikey is None:
+        command, refresh = key_command
+        if mode == "override" and apikey is None and command is None:
             self.warnings.append(
                 f"provider {pid!r}: no apikey, so requests reach it without credentials "
                 "(set apikey, or auth_mode passthrough or none)"
@@ -435,6 +494,10 @@ class _Checker:
             compatibility=compat,
             tailnet=tailnet,
             cost_basis=cost_basis,
+            apikey_command=command,
+            apikey_refresh=refresh,
+            vertex_project=vertex_project,
+            vertex_region=vertex_region,
         )
 
 

@@ -1,7 +1,8 @@
 """The configuration `aperture serve` uses when it is given none.
 
-It routes to the provider simulator, so a new install answers requests
-without any real provider key. Its text is also what a user sees when they
+It has one provider of each kind (Anthropic, OpenAI, Gemini, Vertex AI,
+Bedrock), all routed to the provider simulator, so a new install answers
+requests in every API format without any real provider key. Its text is also what a user sees when they
 dump the default to start their own file, so the comments explain each part.
 """
 
@@ -14,46 +15,89 @@ _TEMPLATE = """\
 // // line comments, /* block comments */ and trailing commas.
 //
 // This is the built-in default, used when aperture starts without a config
-// file. It sends every request to the provider simulator, so everything works
-// before you have any provider keys. To make it yours, save this text to a
-// file, edit it, check it with `aperture check-config FILE`, and start
-// aperture with that file (see `aperture serve --help`).
+// file. Every provider below sends its requests to the built-in provider
+// simulator, so everything works before you have any provider keys. To make
+// it yours, save this text to a file, replace each baseurl and key with the
+// real ones (the comments say what they are), delete the providers you do not
+// use, check it with `aperture check-config FILE`, and start aperture with
+// that file (see `aperture serve --help`).
 {
   // Providers: the upstream APIs aperture forwards requests to. The key
-  // ("simulator") is the provider id; a model is also known by its full name
-  // "<provider id>/<model>", which grants use.
+  // ("anthropic", "openai", ...) is the provider id; a model is also known by
+  // its full name "<provider id>/<model>", which grants use.
   "providers": {
-    "simulator": {
-      "name": "Provider simulator",
-
-      // The upstream root URL. aperture appends the request path to it
-      // (/v1/messages, /v1/chat/completions, ...), so leave out "/v1".
+    "anthropic": {
+      "name": "Anthropic",
+      // The upstream root URL (real: "https://api.anthropic.com"). aperture
+      // appends the request path to it (/v1/messages, ...), so leave out "/v1".
       "baseurl": @SIM_URL@,
-
       // The credential aperture adds to every request it forwards. Clients
       // never hold it: they are known by their tailnet identity instead.
       "apikey": "sim-key",
-
       // How the key is sent: "bearer" (Authorization: Bearer <key>),
       // "x-api-key" (Anthropic) or "x-goog-api-key" (Gemini).
-      "authorization": "bearer",
-
+      "authorization": "x-api-key",
       // The API formats this provider speaks, which decides the gateway
-      // endpoints that serve its models. openai_chat is on by default only
-      // when no other format is enabled, so it is listed explicitly here.
-      "compatibility": {
-        "anthropic_messages": true,  // POST /v1/messages
-        "openai_chat": true,         // POST /v1/chat/completions
-      },
-
-      // The model names this provider serves. A request's "model" must match
+      // endpoints that serve its models.
+      "compatibility": {"anthropic_messages": true},  // POST /v1/messages
+      // The model names this provider serves. A request's model must match
       // one of them exactly.
+      "models": ["claude-sonnet-4-6", "claude-haiku-4-5", "claude-opus-4-7"],
+    },
+    "openai": {
+      "name": "OpenAI",
+      "baseurl": @SIM_URL@,  // real: "https://api.openai.com"
+      "apikey": "sim-key",
+      "authorization": "bearer",
+      // openai_chat is on by default only when no other format is enabled,
+      // so it is listed explicitly beside the Responses API (Codex).
+      "compatibility": {
+        "openai_chat": true,       // POST /v1/chat/completions
+        "openai_responses": true,  // POST /v1/responses
+      },
+      "models": ["gpt-5.4", "gpt-5.4-mini", "gpt-5.3-codex"],
+    },
+    "gemini": {
+      "name": "Google Gemini",
+      "baseurl": @SIM_URL@,  // real: "https://generativelanguage.googleapis.com"
+      "apikey": "sim-key",
+      "authorization": "x-goog-api-key",
+      // POST /v1beta/models/<model>:generateContent, :streamGenerateContent, ...
+      "compatibility": {"gemini_generate_content": true},
+      "models": ["gemini-2.5-pro", "gemini-2.5-flash"],
+    },
+    "vertex": {
+      "name": "Vertex AI",
+      "baseurl": @SIM_URL@,  // real: "https://aiplatform.googleapis.com"
+      // A Google Cloud access token. Such tokens expire after an hour: for a
+      // real project use "apikey_command": ["gcloud", "auth",
+      // "print-access-token"] instead, which aperture re-runs every 30 minutes.
+      "apikey": "sim-key",
+      "authorization": "bearer",
+      // Clients may write these placeholders in their paths instead of the
+      // project and region: _aperture_auto_vertex_project_id_ and
+      // _aperture_auto_vertex_region_.
+      "vertex_project": "sim-project",
+      "vertex_region": "us-east5",
+      "compatibility": {
+        "google_generate_content": true,  // .../publishers/google/models/<model>:generateContent
+        "google_raw_predict": true,       // .../publishers/anthropic/models/<model>:rawPredict
+      },
+      "models": ["gemini-2.5-pro", "claude-sonnet-4-6", "claude-haiku-4-5"],
+    },
+    "bedrock": {
+      "name": "Amazon Bedrock",
+      "baseurl": @SIM_URL@,  // real: "https://bedrock-runtime.us-east-1.amazonaws.com"
+      "apikey": "sim-key",   // a Bedrock API key (no SigV4)
+      "authorization": "bearer",
+      // Under the /bedrock prefix: POST /bedrock/model/<model id>/invoke,
+      // /invoke-with-response-stream, /converse, /converse-stream.
+      "compatibility": {"bedrock_model_invoke": true, "bedrock_converse": true},
+      // Bedrock model ids, as Bedrock names them.
       "models": [
-        "claude-sonnet-4-6",
-        "claude-haiku-4-5",
-        "claude-opus-4-7",
-        "gpt-5.4",
-        "gpt-5.4-mini",
+        "us.anthropic.claude-sonnet-4-6",
+        "us.anthropic.claude-haiku-4-5",
+        "amazon.nova-pro-v1:0",
       ],
     },
   },
@@ -73,7 +117,7 @@ _TEMPLATE = """\
           // "admin": settings and everyone's data; "user": one's own data.
           { "role": "admin" },
           // A glob on "<provider id>/<model>": "**" matches every model,
-          // "simulator/claude-*" only the Claude models of the simulator.
+          // "anthropic/claude-*" only the Claude models of Anthropic.
           { "models": "**" },
         ],
       },

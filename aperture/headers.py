@@ -10,20 +10,18 @@ credentials are replaced by a mask.
 from __future__ import annotations
 
 from aperture.identity.sources import IDENTITY_HEADERS  # set by `tailscale serve`; never forwarded
+from aperture.upstream.auth import CREDENTIAL_HEADERS as CREDENTIALS
+from aperture.upstream.auth import MASK
 
 HOP_BY_HOP = frozenset({
     b"connection", b"keep-alive", b"proxy-connection", b"proxy-authenticate",
     b"proxy-authorization", b"te", b"trailer", b"transfer-encoding", b"upgrade",
 })
-CREDENTIALS = frozenset({b"authorization", b"x-api-key", b"x-goog-api-key"})
-#: set by `tailscale serve`; never forwarded upstream, whatever the identity mode
+#: headers whose values are never written to a record
 _SECRET_IN_RECORDS = CREDENTIALS | {b"proxy-authorization", b"cookie", b"set-cookie"}
-MASK = "[removed]"
 
 # Request headers the gateway sets itself or must not pass on.
 _NOT_FORWARDED_UP = HOP_BY_HOP | IDENTITY_HEADERS | {b"host", b"content-length", b"expect"}
-
-_AUTH_HEADER = {"bearer": b"authorization", "x-api-key": b"x-api-key", "x-goog-api-key": b"x-goog-api-key"}
 
 
 def connection_tokens(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
@@ -35,8 +33,9 @@ def connection_tokens(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
 
 
 def upstream_request_headers(client: list[tuple[bytes, bytes]], *, host: bytes, auth_mode: str,
-                             authorization: str, apikey: str | None) -> list[tuple[bytes, bytes]]:
-    """The headers sent upstream for a client request (without framing headers)."""
+                             key: tuple[bytes, bytes] | None) -> list[tuple[bytes, bytes]]:
+    """The headers sent upstream for a client request (without framing
+    headers); `key` is the provider's credential header (upstream.auth)."""
     named = connection_tokens(client)
     out: list[tuple[bytes, bytes]] = [(b"host", host)]
     client_sent_credentials = False
@@ -54,11 +53,9 @@ def upstream_request_headers(client: list[tuple[bytes, bytes]], *, host: bytes, 
             continue
         out.append((name, value))
     out.append((b"accept-encoding", b"identity"))
-    if auth_mode == "override" or (auth_mode == "passthrough" and not client_sent_credentials):
-        if apikey:
-            header = _AUTH_HEADER[authorization]
-            value = ("Bearer " + apikey) if header == b"authorization" else apikey
-            out.append((header, value.encode("latin-1")))
+    if key is not None and (auth_mode == "override"
+                            or (auth_mode == "passthrough" and not client_sent_credentials)):
+        out.append(key)
     return out
 
 

@@ -464,6 +464,38 @@ def test_speaks(flags, formats):
     assert not p.speaks("no-such-format")
 
 
+def test_key_command_and_vertex_fields():
+    p = _one(apikey=None, apikey_command=["gcloud", "auth", "print-access-token"],
+             apikey_refresh="45m", vertex_project="my-proj-1", vertex_region="us-east5")
+    assert p.apikey is None and p.has_key
+    assert p.apikey_command == ("gcloud", "auth", "print-access-token")
+    assert p.apikey_refresh == 45 * 60
+    assert (p.vertex_project, p.vertex_region) == ("my-proj-1", "us-east5")
+    default = _one(apikey=None, apikey_command=["print-token"])
+    assert default.apikey_refresh == 1800 and default.vertex_project is None
+    assert _one().apikey_command is None
+
+
+@pytest.mark.parametrize("fields, problem", [
+    ({"apikey_command": []}, "providers.p.apikey_command: must be a non-empty list of non-empty strings"),
+    ({"apikey_command": "gcloud auth"}, "providers.p.apikey_command: must be a non-empty list"),
+    ({"apikey_command": ["gcloud", ""]}, "providers.p.apikey_command: must be a non-empty list"),
+    ({"apikey": "k", "apikey_command": ["x"]}, "providers.p.apikey_command: give apikey or apikey_command, not both"),
+    ({"apikey_refresh": "30m"}, "providers.p.apikey_refresh: only applies with apikey_command"),
+    ({"apikey_command": ["x"], "apikey_refresh": 60}, "providers.p.apikey_refresh: must be a duration string"),
+    ({"apikey_command": ["x"], "apikey_refresh": "soon"}, "providers.p.apikey_refresh: invalid duration"),
+    ({"apikey_command": ["x"], "apikey_refresh": "30s"}, "providers.p.apikey_refresh: must be between 1m and 24h"),
+    ({"vertex_project": "my project"}, "providers.p.vertex_project: must be a Google Cloud project id"),
+    ({"vertex_region": 5}, "providers.p.vertex_region: must be a string, not a number"),
+])
+def test_bad_key_command_and_vertex_fields(fields, problem):
+    provider = _base(**fields)
+    if "apikey_command" in fields and "apikey" not in fields:
+        del provider["apikey"]
+    problems = _problems(_doc(**provider))
+    assert len(problems) == 1 and problems[0].startswith(problem), problems
+
+
 def test_bad_compatibility():
     problems = _problems(_doc(**_base(compatibility={"openai_chat": "yes", "gemni": True, "a.b": True})))
     assert problems[0] == "providers.p.compatibility.openai_chat: must be true or false, not a string"
@@ -693,15 +725,22 @@ def test_embedded_default_config():
     assert "//" in text  # explained with comments
     config = parse_config(text, source="<default>")
     assert config.warnings == ()
-    assert list(config.providers) == ["simulator"]
-    sim = config.providers["simulator"]
-    assert sim.name == "Provider simulator"
-    assert (sim.baseurl, sim.scheme, sim.host, sim.port, sim.base_path) == (
-        "http://127.0.0.1:18080", "http", "127.0.0.1", 18080, "")
-    assert sim.apikey == "sim-key"
-    assert sim.authorization == "bearer" and sim.auth_mode == "override"
-    assert sim.compatibility == {"anthropic_messages", "openai_chat"}
-    assert sim.models == ("claude-sonnet-4-6", "claude-haiku-4-5", "claude-opus-4-7", "gpt-5.4", "gpt-5.4-mini")
+    assert list(config.providers) == ["anthropic", "openai", "gemini", "vertex", "bedrock"]
+    for provider in config.providers.values():  # every one answered by the simulator
+        assert (provider.baseurl, provider.scheme, provider.host, provider.port, provider.base_path) == (
+            "http://127.0.0.1:18080", "http", "127.0.0.1", 18080, "")
+        assert provider.apikey == "sim-key" and provider.auth_mode == "override"
+    p = config.providers
+    assert p["anthropic"].authorization == "x-api-key"
+    assert p["gemini"].authorization == "x-goog-api-key"
+    assert {p[k].authorization for k in ("openai", "vertex", "bedrock")} == {"bearer"}
+    # Every API flag is served by one provider of the default.
+    assert set().union(*(provider.compatibility for provider in p.values())) == {
+        "anthropic_messages", "openai_chat", "openai_responses", "gemini_generate_content",
+        "google_generate_content", "google_raw_predict", "bedrock_model_invoke", "bedrock_converse"}
+    assert (p["vertex"].vertex_project, p["vertex"].vertex_region) == ("sim-project", "us-east5")
+    assert p["anthropic"].models == ("claude-sonnet-4-6", "claude-haiku-4-5", "claude-opus-4-7")
+    assert p["openai"].models == ("gpt-5.4", "gpt-5.4-mini", "gpt-5.3-codex")
     (grant,) = config.document["grants"]
     assert grant["src"] == ["*"]
     assert grant["app"]["tailscale.com/cap/aperture"] == [{"role": "admin"}, {"models": "**"}]
@@ -709,11 +748,11 @@ def test_embedded_default_config():
 
 def test_embedded_default_escapes_the_url():
     config = parse_config(default_config_text('http://sim.example:9/base"x'.replace('"', "%22")))
-    assert config.providers["simulator"].base_path == "/base%22x"
+    assert config.providers["anthropic"].base_path == "/base%22x"
     # A URL that would break the JSON string is escaped, then rejected by validation, not by the parser.
     with pytest.raises(ConfigError) as e:
         parse_config(default_config_text('http://h/"x" ?'))
-    assert e.value.problems[0].startswith("providers.simulator.baseurl: ")
+    assert e.value.problems[0].startswith("providers.anthropic.baseurl: ")
 
 
 # --- check-config ----------------------------------------------------------------

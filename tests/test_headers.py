@@ -6,6 +6,7 @@ import pytest
 
 from aperture.headers import (MASK, client_response_headers, for_record,
                               upstream_request_headers)
+from aperture.upstream.auth import drop_query_credentials, key_header, scrub_query
 
 CLIENT = [
     (b"host", b"ai"),
@@ -35,7 +36,7 @@ def names(headers):
 
 def test_override_replaces_client_credentials():
     out = upstream_request_headers(CLIENT, host=b"api.example.com", auth_mode="override",
-                                   authorization="x-api-key", apikey="sk-provider")
+                                   key=key_header("x-api-key", "sk-provider"))
     d = dict(out)
     assert d[b"host"] == b"api.example.com"
     assert d[b"x-api-key"] == b"sk-provider"
@@ -52,19 +53,19 @@ def test_override_replaces_client_credentials():
 
 def test_override_bearer_format():
     out = dict(upstream_request_headers([(b"x-api-key", b"c")], host=b"h", auth_mode="override",
-                                        authorization="bearer", apikey="sk-1"))
+                                        key=key_header("bearer", "sk-1")))
     assert out[b"authorization"] == b"Bearer sk-1" and b"x-api-key" not in out
 
 
 def test_goog_key():
     out = dict(upstream_request_headers([], host=b"h", auth_mode="override",
-                                        authorization="x-goog-api-key", apikey="g-1"))
+                                        key=key_header("x-goog-api-key", "g-1")))
     assert out[b"x-goog-api-key"] == b"g-1"
 
 
 def test_passthrough_forwards_client_credentials_unchanged():
     out = upstream_request_headers(CLIENT, host=b"h", auth_mode="passthrough",
-                                   authorization="x-api-key", apikey="sk-fallback")
+                                   key=key_header("x-api-key", "sk-fallback"))
     d = dict(out)
     assert d[b"authorization"] == b"Bearer client-token"
     assert d[b"x-api-key"] == b"client-key"
@@ -73,14 +74,13 @@ def test_passthrough_forwards_client_credentials_unchanged():
 
 def test_passthrough_falls_back_to_provider_key():
     out = dict(upstream_request_headers([(b"content-type", b"application/json")], host=b"h",
-                                        auth_mode="passthrough", authorization="x-api-key",
-                                        apikey="sk-fallback"))
+                                        auth_mode="passthrough", key=key_header("x-api-key", "sk-fallback")))
     assert out[b"x-api-key"] == b"sk-fallback"
 
 
 def test_none_sends_no_credentials():
     out = dict(upstream_request_headers(CLIENT, host=b"h", auth_mode="none",
-                                        authorization="bearer", apikey="sk-unused"))
+                                        key=key_header("bearer", "sk-unused")))
     assert not {b"authorization", b"x-api-key", b"x-goog-api-key"} & out.keys()
 
 
@@ -92,8 +92,41 @@ def test_response_headers_drop_hop_by_hop_and_framing():
                                                  (b"request-id", b"req_1")]
 
 
+SIGV4 = [(b"authorization", b"AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20260101/us-east-1/bedrock"),
+         (b"x-amz-date", b"20260101T000000Z"), (b"x-amz-security-token", b"session-token"),
+         (b"x-amz-content-sha256", b"e3b0c442"), (b"x-amzn-bedrock-service-tier", b"priority")]
+
+
+def test_override_drops_a_client_sigv4_signature():
+    out = dict(upstream_request_headers(SIGV4, host=b"h", auth_mode="override",
+                                        key=key_header("bearer", "bedrock-key")))
+    assert out[b"authorization"] == b"Bearer bedrock-key"
+    assert not {b"x-amz-date", b"x-amz-security-token", b"x-amz-content-sha256"} & out.keys()
+    assert out[b"x-amzn-bedrock-service-tier"] == b"priority"
+
+
+def test_passthrough_keeps_a_client_sigv4_signature():
+    out = upstream_request_headers(SIGV4, host=b"h", auth_mode="passthrough",
+                                   key=key_header("bearer", "bedrock-key"))
+    assert [v for n, v in out if n == b"authorization"] == [SIGV4[0][1]]
+    assert dict(out)[b"x-amz-security-token"] == b"session-token"
+
+
+@pytest.mark.parametrize("query, scrubbed, dropped", [
+    ("key=AIza-secret", "key=[removed]", ""),
+    ("alt=sse&key=AIza-secret", "alt=sse&key=[removed]", "alt=sse"),
+    ("KEY=x&alt=sse&key=y", "KEY=[removed]&alt=sse&key=[removed]", "alt=sse"),
+    ("alt=sse&monkey=1&keys=2", "alt=sse&monkey=1&keys=2", "alt=sse&monkey=1&keys=2"),
+    ("key", "key=[removed]", ""),
+    ("", "", ""),
+])
+def test_query_secrets(query, scrubbed, dropped):
+    assert scrub_query(query) == scrubbed
+    assert drop_query_credentials(query) == dropped
+
+
 @pytest.mark.parametrize("name", [b"authorization", b"x-api-key", b"x-goog-api-key", b"cookie",
-                                  b"set-cookie", b"proxy-authorization"])
+                                  b"set-cookie", b"proxy-authorization", b"x-amz-security-token"])
 def test_records_never_hold_credentials(name):
     rec = dict(for_record([(name, b"secret-value"), (b"content-type", b"application/json")]))
     assert rec[name.decode()] == MASK
