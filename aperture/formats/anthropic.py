@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import orjson
 
-from aperture.capture.record import ToolCall, Usage
 from aperture.errors import GatewayError
-from aperture.formats.base import JSON, ApiFormat, as_int
+from aperture.formats.base import JSON, ApiFormat, Route, only
 
 _ERROR_TYPES = {
     "invalid_request": "invalid_request_error",
@@ -21,37 +20,27 @@ _ERROR_TYPES = {
     "conflict": "invalid_request_error",
 }
 
+# The model is in the body: one route each, shared by every request.
+_MESSAGES = Route(("anthropic_messages",), dialect="anthropic")
+_COUNT_TOKENS = Route(("anthropic_messages",), dialect=None)
+
+
+def anthropic_error(error: GatewayError, request_id: str) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    """An error in Anthropic's shape (also Claude on Vertex)."""
+    body = orjson.dumps({
+        "type": "error",
+        "error": {"type": _ERROR_TYPES.get(error.kind, "api_error"), "message": error.message},
+        "request_id": request_id,
+    })
+    return body, [(b"content-type", JSON), (b"request-id", request_id.encode())]
+
 
 class AnthropicMessages(ApiFormat):
     name = "anthropic_messages"
-    paths = frozenset({"/v1/messages", "/v1/messages/count_tokens"})
-    sse_api = "anthropic_messages"
+    paths = (("/v1/messages", False), ("/v1/messages/count_tokens", False))
 
-    def error_body(self, error: GatewayError, request_id: str):
-        body = orjson.dumps({
-            "type": "error",
-            "error": {"type": _ERROR_TYPES.get(error.kind, "api_error"), "message": error.message},
-            "request_id": request_id,
-        })
-        return body, [(b"content-type", JSON), (b"request-id", request_id.encode())]
+    def match(self, method: str, path: str, query: str) -> Route:
+        only(method, "POST", path)
+        return _MESSAGES if path == "/v1/messages" else _COUNT_TOKENS
 
-    def read_usage(self, body: dict):
-        usage = body.get("usage")
-        tools = []
-        content = body.get("content")
-        if isinstance(content, list):
-            for block in content:
-                if isinstance(block, dict) and block.get("type") in ("tool_use", "server_tool_use"):
-                    tools.append(ToolCall(str(block.get("name", "")),
-                                          orjson.dumps(block.get("input", {})).decode()))
-        if not isinstance(usage, dict):
-            return Usage(), tuple(tools)
-        details = usage.get("output_tokens_details")
-        reasoning = as_int(details.get("reasoning_tokens")) if isinstance(details, dict) else 0
-        return Usage(
-            input_tokens=as_int(usage.get("input_tokens")),
-            output_tokens=as_int(usage.get("output_tokens")),
-            cache_read_tokens=as_int(usage.get("cache_read_input_tokens")),
-            cache_write_tokens=as_int(usage.get("cache_creation_input_tokens")),
-            reasoning_tokens=reasoning,
-        ), tuple(tools)
+    error_body = staticmethod(anthropic_error)
