@@ -57,8 +57,11 @@ def journal_parts(rec: Record) -> list[bytes]:
 # bodies, usage as a list of its five counts, tool calls as [name, arguments].
 (F_ID, F_TIME, F_USER, F_NODE, F_NODE_ID, F_TAGS, F_PROVIDER, F_MODEL, F_API, F_METHOD,
  F_PATH, F_STATUS, F_STREAM, F_USAGE, F_TOOLS, F_DURATION, F_TTFB, F_STATE, F_ERROR,
- F_REQ_HEADERS, F_RESP_HEADERS, F_SESSION_HINT, F_REQ_TRUNC, F_RESP_TRUNC) = range(24)
-N_FIELDS = 24
+ F_REQ_HEADERS, F_RESP_HEADERS, F_SESSION_HINT, F_REQ_TRUNC, F_RESP_TRUNC,
+ F_RESPONSE_ID) = range(25)
+N_FIELDS = 25
+#: journals written before F_RESPONSE_ID existed have this many fields
+_OLD_FIELDS = 24
 
 # A record as the writer takes it: (meta list, request body, response body).
 # The drain process reads these straight from journal frames, without building
@@ -78,7 +81,7 @@ def record_entry(rec: Record) -> Entry:
         [(t.name, t.arguments) for t in rec.tool_calls] if rec.tool_calls else (),
         rec.duration_ms, rec.ttfb_ms, rec.state, rec.error, rec.request_headers,
         rec.response_headers, rec.session_hint, rec.request_body_truncated,
-        rec.response_body_truncated,
+        rec.response_body_truncated, rec.response_id,
     ], q if type(q) is bytes else bytes(q), r if type(r) is bytes else bytes(r))
 
 
@@ -87,8 +90,10 @@ def decode_journal_entry(payload: bytes) -> Entry:
     mlen, qlen, rlen = _LENS.unpack_from(payload, 0)
     o = _LENS.size
     m = orjson.loads(payload[o:o + mlen])
-    if type(m) is not list or len(m) < N_FIELDS:
+    if type(m) is not list or len(m) < _OLD_FIELDS:
         raise ValueError("journal frame: not a record")
+    if len(m) < N_FIELDS:
+        m.append("")  # no response id
     o += mlen
     return m, payload[o:o + qlen], payload[o + qlen:o + qlen + rlen]
 

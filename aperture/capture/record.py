@@ -62,6 +62,7 @@ class Record:
     session_hint: str = ""  # client-sent session id if any (see capture.sessions)
     request_body_truncated: bool = False
     response_body_truncated: bool = False
+    response_id: str = ""  # the provider's id of a stored response (Responses API)
 
 
 class RecordSink(Protocol):

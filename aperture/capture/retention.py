@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import re
 
+import orjson
+
 from . import blocks
 from .schema import ts_bytes
 
@@ -98,3 +100,24 @@ def purge_step(txn, dbs, cutoff: float, limit: int = 1000) -> tuple[int, int, bo
     if records_done:
         deleted, blocks_done = blocks.purge_blocks(txn, dbs, blocks.hour_of(cutoff), limit)
     return purged, deleted, records_done and blocks_done
+
+
+def purge_response_ids(txn, dbs, cutoff: float, limit: int = 1000) -> bool:
+    """Forget up to `limit` Responses API ids made before `cutoff` (the
+    `resp` index, aperture.responses). Returns whether none older are left."""
+    resp, resp_t = dbs["resp"], dbs["resp_t"]
+    end = ts_bytes(cutoff)
+    keys = []
+    with txn.cursor(db=resp_t) as cur:
+        if cur.first():
+            for key in cur.iternext(keys=True, values=False):
+                if key >= end or len(keys) >= limit:
+                    break
+                keys.append(key)
+    for key in keys:
+        txn.delete(key, db=resp_t)
+        raw = txn.get(key[8:], db=resp)
+        # A later record may have stored the same id again: keep its entry.
+        if raw is not None and ts_bytes(orjson.loads(raw)[4]) == key[:8]:
+            txn.delete(key[8:], db=resp)
+    return len(keys) < limit

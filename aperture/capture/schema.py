@@ -16,6 +16,9 @@ keys sort by time; `id` is the 26-character record id):
     ses_t  last_ts session          -> ""             (sessions by last activity)
     ses_u  user \\0 last_ts session  -> ""             (a user's sessions)
     conv   hash(user, messages[:k]) -> session        (conversation lookup)
+    resp   response id              -> [provider, model, user, session, time]
+                                                      (Responses API ids, see aperture.responses)
+    resp_t ts response id           -> ""             (response ids by age, for purge)
     blk    hash(block)              -> stored block   (content-addressed bodies)
     blkh   hash(block)              -> u32 hour of the newest record using it
     blka   u32 hour, hash(block)    -> ""             (blocks by age, for purge)
@@ -41,7 +44,7 @@ from collections.abc import Iterator
 import lmdb
 
 DB_NAMES = ("rec", "ids", "cap", "tools", "ix_u", "ix_m", "ix_p", "ix_s", "ses", "ses_t",
-            "ses_u", "conv", "blk", "blkh", "blka", "roll", "meta")
+            "ses_u", "conv", "resp", "resp_t", "blk", "blkh", "blka", "roll", "meta")
 SCHEMA_VERSION = b"1"
 ENV_DIRNAME = "captures.lmdb"
 DEFAULT_MAP_SIZE = 1 << 30

@@ -6,7 +6,10 @@ names one: `Record.session_hint` set by the gateway, else the request headers
 `x-session-id`, else Claude Code's `metadata.user_id` in the body (the part
 after `_session_` of `user_<hash>_account_<uuid>_session_<uuid>`, or the
 `session_id` of a JSON-encoded user_id object); that id is the session id.
-Otherwise the request is grouped by conversation: its message history (the
+Otherwise a Responses API request that continues a stored response
+(`previous_response_id`) joins the session of the request that made that
+response (the `resp` index). Otherwise the request is grouped by conversation:
+its message history (the
 `messages` list of the Anthropic and OpenAI chat formats, Gemini's `contents`,
 or the Responses API's `input` list, in order, with Anthropic `cache_control`
 markers ignored) is compared with the histories of the same user's earlier
@@ -37,6 +40,7 @@ import orjson
 
 from .codec import (F_DURATION, F_MODEL, F_PROVIDER, F_STATUS, F_TIME, F_TOOLS, F_USAGE,
                     F_USER)
+from .schema import KEY_FIELD_MAX
 
 MAX_SESSION_ID = 128
 MAX_PARSED_BODY = 64 << 20
@@ -197,11 +201,12 @@ def history_chain(user: str, messages: list) -> list[bytes]:
 class SessionHint:
     """What the writer knows about a request's session before its transaction."""
 
-    __slots__ = ("client_id", "chain")
+    __slots__ = ("client_id", "chain", "previous")
 
-    def __init__(self, client_id: str, chain: Sequence[bytes]) -> None:
+    def __init__(self, client_id: str, chain: Sequence[bytes], previous: bytes = b"") -> None:
         self.client_id = client_id
         self.chain = chain
+        self.previous = previous  # a Responses API previous_response_id
 
 
 _NO_HINT = SessionHint("", ())
@@ -219,17 +224,26 @@ def prepare(session_hint: str, request_headers, user: str, request_body: bytes) 
     if sid:
         return SessionHint(sid, ())
     msgs = history(doc)
-    return SessionHint("", history_chain(user, msgs)) if msgs else _NO_HINT
+    chain = history_chain(user, msgs) if msgs else ()
+    previous = doc.get("previous_response_id")
+    if isinstance(previous, str) and previous:
+        return SessionHint("", chain, previous.encode("utf-8", "surrogatepass")[:KEY_FIELD_MAX])
+    return SessionHint("", chain) if chain else _NO_HINT
 
 
-def resolve(conv, hint: SessionHint, new_id) -> str:
-    """The session id, looking up the conversation index inside the write txn.
+def resolve(conv, hint: SessionHint, new_id, resp=None) -> str:
+    """The session id, looking up the indexes inside the write txn.
 
-    `conv` is a cursor on the `conv` database of the write transaction.
+    `conv` and `resp` are cursors on the `conv` and `resp` databases of the
+    write transaction.
     """
     chain = hint.chain
     sid = hint.client_id
     known = 0  # chain[:known] may already be in the index; chain[known:] is not
+    if not sid and hint.previous and resp is not None:
+        found = resp.get(hint.previous)
+        if found is not None:
+            sid = orjson.loads(found)[3]
     if not sid:
         for i in range(len(chain) - 1, -1, -1):
             found = conv.get(chain[i])

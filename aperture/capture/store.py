@@ -63,14 +63,15 @@ import lmdb
 import orjson
 
 from aperture.ids import new_id
+from aperture.responses import RESPONSE_ID_DAYS
 
 from . import blocks, codec, journal, sessions
 from . import retention as retention_mod
 from .record import Record
-from .schema import (DEFAULT_MAP_SIZE, SEP, add_counts, EnvHandle, StoreError, key_field, open_env,
-                     release_env, ts_bytes)
+from .schema import (DEFAULT_MAP_SIZE, KEY_FIELD_MAX, SEP, add_counts, EnvHandle, StoreError,
+                     key_field, open_env, release_env, ts_bytes)
 from .codec import (F_DURATION, F_ID, F_MODEL, F_PROVIDER, F_REQ_HEADERS, F_RESP_HEADERS,
-                    F_SESSION_HINT, F_TIME, F_TOOLS, F_USAGE, F_USER)
+                    F_RESPONSE_ID, F_SESSION_HINT, F_TIME, F_TOOLS, F_USAGE, F_USER)
 
 log = logging.getLogger("aperture.capture")
 
@@ -471,11 +472,42 @@ class CaptureStore:
         self._wake.set()
 
     def purge(self) -> int:
-        """Run the retention purge now, in the calling thread. Returns records purged."""
+        """Run the purges now, in the calling thread. Returns records purged."""
         before = self.stats["purged"]
-        if self.retention is not None:
-            self._purge()
+        self._purge()
         return self.stats["purged"] - before
+
+    def _purge_response_ids(self) -> None:
+        cutoff = self._clock() - RESPONSE_ID_DAYS * 86400.0
+        while not self._closing:
+            try:
+                with self._h.env.begin(write=True) as txn:
+                    done = retention_mod.purge_response_ids(txn, self._dbs, cutoff)
+            except lmdb.MapResizedError:
+                self._h.adopt_map_size()
+                continue
+            except ENV_ERRORS as e:
+                log.error("capture: purge of old response ids failed: %s", e)
+                return
+            if done:
+                return
+            time.sleep(0.001)
+
+    def response_owner(self, response_id: str) -> tuple[str, str, str] | None:
+        """(provider, model, user) of a Responses API response id, from the
+        `resp` index (aperture.responses). None when unknown or unreadable."""
+        key = response_id.encode("utf-8", "surrogatepass")[:KEY_FIELD_MAX]
+        try:
+            with self._h.read() as txn:
+                raw = txn.get(key, db=self._dbs["resp"])
+        except ENV_ERRORS as e:
+            if self._throttle.ok("resp"):
+                log.error("capture: cannot read the response id index: %s", e)
+            return None
+        if raw is None:
+            return None
+        provider, model, user = orjson.loads(raw)[:3]
+        return provider, model, user
 
     # ------------------------------------------------------------------
     # Writer thread
@@ -497,7 +529,7 @@ class CaptureStore:
                 if first:
                     first = False
                     self._ready.set()
-            if self.retention is not None and now >= self._purge_due:
+            if now >= self._purge_due:
                 self._purge_due = now + self._purge_interval
                 try:
                     self._purge()
@@ -535,8 +567,7 @@ class CaptureStore:
                 return
             self._idle = True
             if not self._queue:
-                wait = max(0.0, min(self._replay_due, self._purge_due
-                                    if self.retention is not None else 1e18) - time.monotonic())
+                wait = max(0.0, min(self._replay_due, self._purge_due) - time.monotonic())
                 self._wake.wait(min(wait, 5.0))
             self._wake.clear()
             self._idle = False
@@ -670,6 +701,8 @@ class CaptureStore:
         ix_p = cursor(db=dbs["ix_p"]).put
         ix_s = cursor(db=dbs["ix_s"]).put
         conv = cursor(db=dbs["conv"])
+        resp = cursor(db=dbs["resp"])
+        resp_t_put = cursor(db=dbs["resp_t"]).put
         resolve, summary, encode_capture = sessions.resolve, codec.summary, codec.encode_capture
         dups = added = 0
         rows: list[list] = []  # the records written, for the rollups
@@ -685,8 +718,12 @@ class CaptureStore:
             t = f[F_TIME]
             ts = ts_bytes(t)
             tsid = ts + idb
-            sid = resolve(conv, hint, new_id)
+            sid = resolve(conv, hint, new_id, resp)
             ids_put(idb, ts)
+            if f[F_RESPONSE_ID]:
+                rkey = f[F_RESPONSE_ID].encode("utf-8", "surrogatepass")[:KEY_FIELD_MAX]
+                if resp.put(rkey, orjson.dumps([f[F_PROVIDER], f[F_MODEL], f[F_USER], sid, t])):
+                    resp_t_put(ts + rkey, b"")
             rec_put(tsid, summary(f, sid, req_size, resp_size))
             if req_d is not None:
                 if body_blocks:
@@ -823,6 +860,9 @@ class CaptureStore:
             orphan.done()
 
     def _purge(self) -> None:
+        self._purge_response_ids()
+        if self.retention is None:
+            return
         cutoff = self._clock() - (self.retention or 0.0)
         while not self._closing:
             try:

@@ -134,3 +134,78 @@ def test_session_totals_accumulate_across_stores(tmp_path):
         assert tot["requests"] == 3 and tot["input_tokens"] == 15
         assert tot["last"].startswith("2023-11-14T22:13:22")
         assert len(r.sessions(Filter(user="alice@example.com"))) == 1
+
+
+def test_each_formats_history_groups_its_conversation(tmp_path):
+    """Gemini's `contents`, the Responses API's `input` and Converse's
+    `messages` (the model in the path, no `model` in the body) are histories
+    too."""
+    def gemini(*texts):
+        return orjson.dumps({"contents": [{"role": "user" if i % 2 == 0 else "model",
+                                           "parts": [{"text": t}]} for i, t in enumerate(texts)]})
+
+    def responses(*texts):
+        return orjson.dumps({"model": "gpt-5.4", "input": [
+            {"role": "user" if i % 2 == 0 else "assistant", "content": t}
+            for i, t in enumerate(texts)]})
+
+    def converse(*texts):
+        return orjson.dumps({"messages": [{"role": "user" if i % 2 == 0 else "assistant",
+                                           "content": [{"text": t}]} for i, t in enumerate(texts)]})
+
+    store = _store(tmp_path)
+    recs = []
+    for make, api in ((gemini, "gemini_generate_content"), (responses, "openai_responses"),
+                      (converse, "bedrock_converse")):
+        recs += [make_record(api=api, request_body=make("hi")),
+                 make_record(api=api, request_body=make("hi", "hello", "more")),
+                 make_record(api=api, request_body=make("other"))]
+    for r in recs:
+        store.submit(r)
+    assert store.flush()
+    store.close()
+    s = _sessions_of(tmp_path, recs)
+    for i in (0, 3, 6):
+        assert s[i] == s[i + 1] != s[i + 2]
+    assert len(set(s)) == 6
+
+
+def test_previous_response_id_joins_the_session_of_that_response(tmp_path):
+    store = _store(tmp_path)
+    first = make_record(api="openai_responses", provider="openai", model="gpt-5.4",
+                        request_body=b'{"model":"gpt-5.4","input":"write a haiku"}',
+                        response_id="resp_first")
+    store.submit(first)
+    assert store.flush()
+    follow = make_record(api="openai_responses", provider="openai", model="gpt-5.4",
+                         request_body=b'{"model":"gpt-5.4","input":[{"role":"user","content":'
+                                      b'"shorter"}],"previous_response_id":"resp_first"}',
+                         response_id="resp_second")
+    third = make_record(api="openai_responses", request_body=b'{"model":"gpt-5.4","input":"x",'
+                                                             b'"previous_response_id":"resp_second"}')
+    unknown = make_record(api="openai_responses", request_body=b'{"model":"gpt-5.4","input":"x",'
+                                                               b'"previous_response_id":"resp_gone"}')
+    for r in (follow, third, unknown):
+        store.submit(r)
+        assert store.flush()
+    assert store.response_owner("resp_first") == ("openai", "gpt-5.4", "alice@example.com")
+    assert store.response_owner("resp_nope") is None
+    store.close()
+    s = _sessions_of(tmp_path, [first, follow, third, unknown])
+    assert s[0] == s[1] == s[2] != s[3]
+
+
+def test_response_ids_are_forgotten_after_30_days(tmp_path):
+    now = [1_800_000_000.0]
+    store = CaptureStore(str(tmp_path), durable=False, batch_linger=0, clock=lambda: now[0])
+    old = make_record(time=now[0] - 31 * 86400, response_id="resp_old")
+    recent = make_record(time=now[0] - 29 * 86400, response_id="resp_recent")
+    for r in (old, recent):
+        store.submit(r)
+    assert store.flush()
+    assert store.response_owner("resp_old") is not None
+    store.purge()
+    assert store.response_owner("resp_old") is None
+    assert store.response_owner("resp_recent") == ("anthropic", "claude-sonnet-4-5",
+                                                   "alice@example.com")
+    store.close()

@@ -146,6 +146,19 @@ def test_record_entry_has_the_journal_layout():
         assert type(req) is bytes and type(resp) is bytes
 
 
+def test_journal_frames_of_the_previous_layout_still_decode():
+    """Frames written before the response id field replay with no response id."""
+    rec = make_record(response_id="resp_1")
+    fields, req, resp = codec.record_entry(rec)
+    assert fields[codec.F_RESPONSE_ID] == "resp_1"
+    old = fields[:codec.F_RESPONSE_ID]
+    meta = orjson.dumps(old)
+    payload = struct.pack("<III", len(meta), len(req), len(resp)) + meta + req + resp
+    decoded, jreq, jresp = codec.decode_journal_entry(payload)
+    assert decoded == orjson.loads(orjson.dumps(old)) + [""]
+    assert (jreq, jresp) == (req, resp)
+
+
 def test_summary_positions():
     rec = make_record(tool_calls=(ToolCall("Bash", "{}"), ToolCall("Read", "")),
                       tags=("tag:a",), usage=Usage(1, 2, 3, 4, 5), ttfb_ms=None,
