@@ -1,19 +1,29 @@
 """One request through the gateway, top to bottom (DESIGN.md, "The journey of
-one request"): identity -> model -> routing -> policy -> upstream -> relay ->
-metering -> capture.
+one request"): route -> identity -> model -> routing -> policy -> upstream ->
+relay -> metering -> capture.
 
 Theory of operation
 -------------------
-The body is read chunk by chunk into the model scanner. Chunks read before the
-model is known are held (and only those); once the provider is chosen they go
-upstream, followed by the rest of the body as it arrives. The scanner keeps
-validating the rest, so a second top-level "model" or broken JSON after it
-stops the exchange before the offending chunk is forwarded.
+The API format turns the method and path into a `Route`: the compatibility
+flag the action needs, where the model is (a path segment, the body's
+top-level "model", or, for a stored response's sub-resource, the provider
+that made that response), what the body must be and which meter reads the
+answer.
+
+The body is read chunk by chunk into the JSON scanner. When the model is in
+the body, chunks read before it is known are held (and only those); when it
+is in the path, the first chunk is read before anything is decided, so a small
+body is checked whole before a byte reaches a provider. Once the provider is
+chosen the held bytes go upstream, followed by the rest of the body as it
+arrives. The scanner keeps validating the rest, so a second top-level
+"model" or broken JSON later on stops the exchange before the offending chunk
+is forwarded.
 
 The response goes back as it arrives: each chunk h11 hands over is written to
 the client at once (byte for byte; only the framing is the gateway's own), fed
-to the meter, and appended to the capture. Waiting on the client's write
-buffer (`drain`) is what slows the upstream read when the client is slow.
+to the meter (the route's dialect, in the framing the response's content type
+names), and appended to the capture. Waiting on the client's write buffer
+(`drain`) is what slows the upstream read when the client is slow.
 
 Every exchange ends in exactly one record handed to the sink, whatever
 happened. For a response that completes, the record is submitted *before* its
@@ -24,6 +34,8 @@ Failure rules: errors before the response head is sent are answered in the
 caller's API format (`GatewayError.status`). After that the only honest signal
 is to close the connection without finishing the response. A client that goes
 away cancels this task: the upstream connection is then dropped, never reused.
+A provider error reported inside a stream (an error event, an event-stream
+exception) makes the record an `upstream_error`.
 """
 
 from __future__ import annotations
@@ -43,18 +55,22 @@ from aperture.capture.record import (CLIENT_DISCONNECTED, COMPLETE, INCOMPLETE, 
 from aperture.errors import (BadGateway, Forbidden, GatewayError, GatewayTimeout, MalformedBody,
                              MissingModel, PayloadTooLarge)
 from aperture.flow import ConnectionLost
-from aperture.formats.base import ApiFormat
+from aperture.formats.base import BODY_ANY, BODY_JSON, BODY_MODEL, ApiFormat, Route
 from aperture.headers import client_response_headers, for_record, upstream_request_headers
 from aperture.ids import new_id
+from aperture.upstream.auth import PENDING, drop_query_credentials, scrub_query
 from aperture.upstream.connection import UpstreamConnection, UpstreamTimeout
 
 log = logging.getLogger("aperture.exchange")
 
-_EVENT_STREAM = b"text/event-stream"
-#: JSON response bodies up to this size are parsed for usage once complete
-MAX_METERED_JSON = 16 * 1024 * 1024
+# Response media types -> the meter's framing (JSON is "json", or Gemini's
+# streamed "json_array" when the route says so).
+_FRAMINGS = {b"text/event-stream": "sse", b"application/vnd.amazon.eventstream": "eventstream"}
+_STREAMED = frozenset({"sse", "eventstream", "json_array"})
 _FOUND = accel.FOUND
 _NEED_DATA = accel.NEED_DATA
+_MISSING = accel.MISSING
+_JSON_WS = b" \t\r\n"
 
 
 @functools.lru_cache(maxsize=256)
@@ -72,6 +88,58 @@ def scan_error(scanner, status: int) -> GatewayError:
     if status == accel.DUPLICATE:
         return MalformedBody('request body has more than one top-level "model" field')
     return MalformedBody("request body is not valid JSON: %s" % scanner.error)
+
+
+def framing_of(content_type: bytes, status: int, route: Route) -> str | None:
+    """The meter framing of a response, None when it is not metered."""
+    media = content_type.split(b";", 1)[0].strip().lower()
+    framing = _FRAMINGS.get(media)
+    if framing is not None:
+        return framing
+    if media == b"application/json" or media.endswith(b"+json"):
+        return "json_array" if route.array_stream and status < 300 else "json"
+    return None
+
+
+class BodyCheck:
+    """The scanner over a body whose model is in the path (`BODY_JSON`): the
+    body must be one JSON object and nothing after it but whitespace. The
+    scanner stops reading at the object's end when it has no "model" (that
+    is only an error for `BODY_MODEL`), so the rest is looked at here."""
+
+    __slots__ = ("scanner", "closed", "seen")
+
+    def __init__(self) -> None:
+        self.scanner = accel.ModelScanner()
+        self.closed = False  # the object has ended; only whitespace may follow
+        self.seen = 0  # bytes fed
+
+    def feed(self, chunk: bytes) -> None:
+        seen = self.seen
+        self.seen = seen + len(chunk)
+        if self.closed:
+            rest = chunk
+        else:
+            scanner = self.scanner
+            status = scanner.feed(chunk)
+            if status == _NEED_DATA or status == _FOUND:
+                return
+            if status != _MISSING:
+                if status == accel.MALFORMED:
+                    raise scan_error(scanner, status)
+                return  # a "model" key the path already named: not this route's business
+            self.closed = True
+            rest = chunk[scanner.offset - seen:]
+        if rest.strip(_JSON_WS):
+            offset = seen + len(chunk) - len(rest.lstrip(_JSON_WS))
+            raise MalformedBody("request body is not valid JSON: unexpected data after the "
+                                "object at byte %d" % offset)
+
+    def finish(self) -> None:
+        if not self.closed:
+            status = self.scanner.finish()
+            if status == accel.MALFORMED:
+                raise scan_error(self.scanner, status)
 
 
 class Capture:
@@ -105,15 +173,17 @@ class Capture:
 
 
 class Exchange:
-    __slots__ = ("gw", "req", "resp", "fmt", "id", "t0", "wall", "identity", "model", "provider",
-                 "upstream", "state", "error", "usage", "tools", "stream", "req_body", "resp_body",
-                 "resp_headers", "submitted", "meter", "json_body")
+    __slots__ = ("gw", "req", "resp", "fmt", "route", "api", "id", "t0", "wall", "identity",
+                 "model", "provider", "upstream", "state", "error", "usage", "tools", "stream",
+                 "req_body", "resp_body", "resp_headers", "submitted", "meter", "response_id")
 
     def __init__(self, gateway, req, resp, fmt: ApiFormat) -> None:
         self.gw = gateway
         self.req = req
         self.resp = resp
         self.fmt = fmt
+        self.route: Route | None = None
+        self.api = fmt.name  # the route's API once known
         self.id = new_id()
         self.t0 = req.conn.loop.time()
         self.wall = time.time()
@@ -131,7 +201,7 @@ class Exchange:
         self.resp_headers: list[tuple[bytes, bytes]] = []
         self.submitted = False
         self.meter = None
-        self.json_body: list[bytes] | None = None
+        self.response_id = ""
 
     # -- the journey ----------------------------------------------------------
 
@@ -157,33 +227,55 @@ class Exchange:
         gw, req = self.gw, self.req
         settings = gw.settings
         self.identity = await gw.identify(req)
+        route = self.route = self.fmt.match(req.method, req.path, req.query)
+        self.api = route.flags[0]
         if req.content_length is not None and req.content_length > settings.max_body_bytes:
             raise PayloadTooLarge("request body of %d bytes exceeds the limit of %d bytes"
                                   % (req.content_length, settings.max_body_bytes))
         req.send_continue()
 
-        scanner = accel.ModelScanner()
-        held, ended = await self._read_until_model(scanner)
-        self.model = scanner.model
-        if not self.model:
-            raise MissingModel('"model" must not be empty')
-        config, router, policy = gw.current()
-        provider, upstream_model = router.route(self.fmt.name, self.model)
-        self.provider = provider.id
-        if policy is not None:
-            denial = policy.check(self.identity, provider.id, upstream_model)
-            if denial is not None:
-                raise Forbidden(denial)
+        # The model: in the body, in the path, or that of a stored response.
+        if route.body == BODY_MODEL:
+            scanner = accel.ModelScanner()
+            held, ended = await self._read_until_model(scanner)
+            model = scanner.model
+            if not model:
+                raise MissingModel('"model" must not be empty')
+        else:
+            scanner = BodyCheck() if route.body == BODY_JSON else None
+            held, ended = await self._read_first_chunk(scanner)
+            model = route.model
+        self.model = model or ""
+        snapshot = gw.current()
+        if model is not None:
+            provider, upstream_model = snapshot.router.route(route.flags, model)
+            self.provider = provider.id
+            if snapshot.policy is not None:
+                denial = snapshot.policy.check(self.identity, provider.id, upstream_model)
+                if denial is not None:
+                    raise Forbidden(denial)
+        else:  # grants checked on the stored response's model, or its provider's
+            provider, upstream_model = gw.responses.route(route, self.identity, snapshot)
+            self.provider = provider.id
         body = b"".join(held)
-        if upstream_model != self.model:
+        if route.body == BODY_MODEL and upstream_model != model:
             # `provider/model` -> `model`: splice the new value into the held bytes.
             body = (body[:scanner.model_start] + orjson.dumps(upstream_model)
                     + body[scanner.model_end:])
         self.model = upstream_model
 
-        headers = upstream_request_headers(
-            req.headers, host=host_header(provider), auth_mode=provider.auth_mode,
-            authorization=provider.authorization, apikey=provider.apikey)
+        # The request to the provider: its path, its credential, the client's headers.
+        target = provider.base_path + self.fmt.upstream_path(route, req.path, provider, upstream_model)
+        query = req.query
+        if query and provider.auth_mode != "passthrough":
+            query = drop_query_credentials(query)
+        target = (target + "?" + query if query else target).encode("latin-1")
+        credential = snapshot.credentials[provider.id]
+        key = credential.current()
+        if key is PENDING:
+            key = await credential.fetch()
+        headers = upstream_request_headers(req.headers, host=host_header(provider),
+                                           auth_mode=provider.auth_mode, key=key)
         if ended:
             headers.append((b"content-length", b"%d" % len(body)))
         elif req.content_length is not None:
@@ -191,9 +283,6 @@ class Exchange:
                             b"%d" % (req.content_length + len(body) - sum(map(len, held)))))
         else:
             headers.append((b"transfer-encoding", b"chunked"))
-        target = (provider.base_path + req.path).encode("latin-1")
-        if req.query:
-            target += b"?" + req.query.encode("latin-1")
         # `_parsed=True` skips h11's per-header regex validation, which costs
         # more than the rest of the request path: the client's headers were
         # already validated by llhttp, and the ones aperture adds (host, key)
@@ -230,6 +319,25 @@ class Exchange:
                     return held, True
             if status != _NEED_DATA:
                 raise scan_error(scanner, status)
+
+    async def _read_first_chunk(self, check: BodyCheck | None) -> tuple[list[bytes], bool]:
+        """The first chunk of a body whose model is not in it (often the
+        whole body), checked before anything is decided."""
+        body = self.req.body
+        chunk = await body.read()
+        if not chunk:
+            if check is not None:
+                check.finish()
+            return [], True
+        if len(chunk) > self.gw.settings.max_body_bytes:
+            raise PayloadTooLarge("request body exceeds the limit of %d bytes"
+                                  % self.gw.settings.max_body_bytes)
+        self.req_body.add(chunk)
+        if check is not None:
+            check.feed(chunk)
+            if body.at_eof:
+                check.finish()
+        return [chunk], body.at_eof
 
     async def _send_request(self, provider, request, body: bytes, ended: bool, scanner):
         """Send the request and wait for the response head; returns the
@@ -272,24 +380,33 @@ class Exchange:
         raise BadGateway("upstream %s closed the connection without a response" % provider.id)
 
     async def _stream_body(self, up: UpstreamConnection, scanner) -> None:
+        """The rest of the body, checked as it goes (`scanner` is the model
+        scanner, a `BodyCheck`, or None for a body that is not read)."""
         body = self.req.body
         limit = self.gw.settings.max_body_bytes
         total = self.req_body.size
+        model_scanner = type(scanner) is not BodyCheck and scanner is not None
         while True:
             await up.drain()
             chunk = await body.read()
             if not chunk:
-                status = scanner.finish()
-                if status != _FOUND:
-                    raise scan_error(scanner, status)
+                if model_scanner:
+                    status = scanner.finish()
+                    if status != _FOUND:
+                        raise scan_error(scanner, status)
+                elif scanner is not None:
+                    scanner.finish()
                 up.send(h11.EndOfMessage())
                 return
             total += len(chunk)
             if total > limit:
                 raise PayloadTooLarge("request body exceeds the limit of %d bytes" % limit)
-            status = scanner.feed(chunk)
-            if status != _FOUND:
-                raise scan_error(scanner, status)
+            if model_scanner:
+                status = scanner.feed(chunk)
+                if status != _FOUND:
+                    raise scan_error(scanner, status)
+            elif scanner is not None:
+                scanner.feed(chunk)
             self.req_body.add(chunk)
             up.send(h11.Data(data=chunk))
 
@@ -310,17 +427,16 @@ class Exchange:
                 content_type = value
         if self.req.method == "HEAD" or event.status_code in (204, 304):
             content_length = None
-        self.stream = content_type.split(b";", 1)[0].strip().lower() == _EVENT_STREAM
-        if self.stream and self.fmt.sse_api:
-            self.meter = accel.SseMeter(self.fmt.sse_api)
-        elif content_type.startswith(b"application/json"):
-            self.json_body = []
+        framing = framing_of(content_type, event.status_code, self.route)
+        self.stream = framing in _STREAMED
+        dialect = self.route.dialect
+        if framing is not None and dialect is not None:
+            self.meter = accel.Meter(framing, dialect)
         resp.start(event.status_code, headers, content_length)
 
         meter = self.meter
-        json_body = self.json_body
         capture = self.resp_body
-        sent = json_size = 0
+        sent = 0
         idle = settings.idle_timeout
         try:
             while True:
@@ -330,12 +446,6 @@ class Exchange:
                     data = event.data
                     if meter is not None:
                         meter.feed(data)
-                    elif json_body is not None:
-                        json_body.append(data)
-                        json_size += len(data)
-                        if json_size > MAX_METERED_JSON:
-                            # Too large to parse for usage: relay it, count nothing.
-                            json_body = self.json_body = None
                     capture.add(data)
                     sent += len(data)
                     if content_length is not None and sent >= content_length:
@@ -361,26 +471,30 @@ class Exchange:
     def _read_usage(self) -> None:
         meter = self.meter
         if meter is not None:
+            meter.finish()
             self.usage = Usage(*meter.usage())
             self.tools = tuple(ToolCall(n, a) for n, a in meter.tool_calls())
             if meter.error and not self.error:
                 self.error = meter.error
-        elif self.json_body:
-            try:
-                parsed = orjson.loads(b"".join(self.json_body))
-            except orjson.JSONDecodeError:
-                return
-            if isinstance(parsed, dict):
-                self.usage, self.tools = self.fmt.read_usage(parsed)
-                err = parsed.get("error")
-                if isinstance(err, dict) and not self.error:
-                    self.error = "%s: %s" % (err.get("type", "error"), err.get("message", ""))
+            if meter.response_id:
+                self.response_id = meter.response_id
+        status = self.resp.status
+        if 200 <= status < 300 and self.usage == _NO_USAGE and self.resp_headers:
+            usage = self.fmt.usage_from_headers(self.resp_headers)
+            if usage is not None:
+                self.usage = usage
+        elif status >= 400 and not self.error:
+            self.error = self.fmt.upstream_error(status, self.resp_headers)
 
     def _finish_ok(self) -> None:
         self._read_usage()
-        if self.meter is not None and not self.meter.complete:
-            self.state = INCOMPLETE
-            self.error = self.error or "stream ended without its final event"
+        meter = self.meter
+        if meter is not None and self.stream:
+            if meter.error:
+                self.state = UPSTREAM_ERROR
+            elif not meter.complete:
+                self.state = INCOMPLETE
+                self.error = self.error or "stream ended without its final event"
         self._submit(sending=True)
 
     def _cut(self, message: str) -> None:
@@ -401,7 +515,9 @@ class Exchange:
             self._submit()
             self.req.conn.abort()
             return
-        body, headers = self.fmt.error_body(exc, self.id)
+        route = self.route
+        errors = route.errors if route is not None and route.errors is not None else self.fmt.error_body
+        body, headers = errors(exc, self.id)
         self.resp.keep_alive = self.resp.keep_alive and self.req.body.at_eof
         self._submit_with_response(exc.status, headers, body)
         self.resp.send(exc.status, headers, body)
@@ -431,14 +547,16 @@ class Exchange:
         ttfb = None if first is None else (first - self.t0) * 1000.0
         ident = self.identity
         req = self.req
-        path = req.path + ("?" + req.query if req.query else "")
+        path = req.path + ("?" + scrub_query(req.query) if req.query else "")
+        user = ident.principal if ident is not None else ""
+        if self.response_id:
+            self.gw.responses.remember(self.response_id, self.provider, self.model, user)
         record = Record(
-            id=self.id, time=self.wall,
-            user=ident.principal if ident is not None else "",
+            id=self.id, time=self.wall, user=user,
             node_name=ident.node_name if ident is not None else "",
             node_id=ident.node_id if ident is not None else "",
             tags=ident.tags if ident is not None else (),
-            provider=self.provider, model=self.model, api=self.fmt.name,
+            provider=self.provider, model=self.model, api=self.api,
             method=req.method, path=path, status=resp.status, stream=self.stream,
             usage=self.usage, tool_calls=self.tools,
             duration_ms=(now - self.t0) * 1000.0, ttfb_ms=ttfb,
@@ -449,5 +567,9 @@ class Exchange:
             request_body_truncated=self.req_body.truncated,
             response_body_truncated=self.resp_body.truncated,
             session_hint=session_from_tail(self.req_body.tail) if self.req_body.truncated else "",
+            response_id=self.response_id,
         )
         self.gw.sink.submit(record, req.conn if sending else None)
+
+
+_NO_USAGE = Usage()

@@ -1,15 +1,18 @@
 """The gateway application that the server runs in each worker.
 
 It owns what one worker shares between its exchanges: the current
-configuration (with its router and policy, swapped as one tuple so in-flight
-requests finish on the configuration they started with), the upstream pool,
-the record sink and the identity source. `handle` dispatches one request: the
-health check, the management endpoints, or an API exchange.
+configuration (with its router, policy and provider credentials, swapped as
+one `Snapshot` so in-flight requests finish on the configuration they started
+with), the upstream pool, the record sink, the identity source and the map of
+stored responses. `handle` dispatches one request through the route table:
+the API formats' paths (every method: the format answers a wrong one), the
+health check and the management endpoints.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 from dataclasses import dataclass
@@ -19,10 +22,12 @@ import orjson
 
 from aperture import formats, mgmt
 from aperture.configstore import ConfigStore
-from aperture.errors import GatewayError, MethodNotAllowed, NotFound, PayloadTooLarge
+from aperture.errors import GatewayError, NotFound, PayloadTooLarge
 from aperture.exchange import Exchange
 from aperture.ids import new_id
+from aperture.responses import StoredResponses
 from aperture.routing import Router
+from aperture.upstream.auth import CommandKey, credential_for
 from aperture.upstream.pool import Pool
 
 log = logging.getLogger("aperture.gateway")
@@ -37,6 +42,45 @@ _MANAGEMENT = {
     ("GET", "/api/config"): "get_config",
     ("PUT", "/api/config"): "put_config",
 }
+
+
+class RouteTable:
+    """(method, exact or prefix path) -> handler. An exact path wins over a
+    prefix; among prefixes the longest wins. Method "*" takes every method."""
+
+    def __init__(self) -> None:
+        self._exact: dict[tuple[str, str], Callable] = {}
+        self._prefixes: list[tuple[str, str, Callable]] = []
+
+    def add(self, method: str, path: str, handler: Callable, *, prefix: bool = False) -> None:
+        if prefix:
+            self._prefixes.append((path, method, handler))
+            self._prefixes.sort(key=lambda entry: -len(entry[0]))
+        else:
+            self._exact[(method, path)] = handler
+
+    def find(self, method: str, path: str) -> Callable | None:
+        exact = self._exact
+        handler = exact.get(("*", path)) or exact.get((method, path))
+        if handler is not None:
+            return handler
+        for prefix, m, handler in self._prefixes:
+            if path.startswith(prefix) and (m == "*" or m == method):
+                return handler
+        return None
+
+
+class Snapshot:
+    """What a request needs from the configuration, built once per version."""
+
+    __slots__ = ("config", "router", "policy", "credentials")
+
+    def __init__(self, config, policy, credentials: dict) -> None:
+        self.config = config
+        self.router = Router(config)
+        self.policy = policy
+        #: provider id -> credential strategy (aperture.upstream.auth)
+        self.credentials = credentials
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,26 +98,59 @@ class Gateway:
         self.sink = sink
         self.identity_source = identity_source
         self.store = store
-        config, policy = store.current
-        self._snapshot = (config, Router(config), policy)
+        self._commands: dict[tuple, CommandKey] = {}  # kept across reloads: tokens live on
+        self._snapshot = self._build(*store.current)
         self.pool: Pool | None = None
         self.closers: list[Callable[[], object]] = []
         self._tasks: list[asyncio.Task] = []
+        lookup = getattr(sink, "response_owner", None)
+        self.responses = StoredResponses(lookup)
+        self.routes = RouteTable()
+        for fmt in formats.FORMATS:
+            handler = functools.partial(self._exchange, fmt)
+            for path, prefix in fmt.paths:
+                self.routes.add("*", path, handler, prefix=prefix)
+        self.routes.add("GET", "/healthz", self._health)
+        self.routes.add("HEAD", "/healthz", self._health)
+        for (method, path), endpoint in _MANAGEMENT.items():
+            self.routes.add(method, path, functools.partial(self._management, endpoint=endpoint))
 
-    def current(self):
-        """(config, router, policy) as one consistent snapshot: an exchange takes
-        it once, so it finishes on the configuration it started with."""
+    def _build(self, config, policy) -> Snapshot:
+        credentials = {}
+        commands = {}
+        for provider in config.providers.values():
+            if provider.apikey_command is not None:
+                key = (provider.id, provider.apikey_command, provider.apikey_refresh,
+                       provider.authorization)
+                command = self._commands.get(key) or credential_for(provider)
+                commands[key] = credentials[provider.id] = command
+            else:
+                credentials[provider.id] = credential_for(provider)
+        self._commands = commands
+        return Snapshot(config, policy, credentials)
+
+    def current(self) -> Snapshot:
+        """The configuration as one consistent snapshot: an exchange takes it
+        once, so it finishes on the configuration it started with."""
         snapshot = self._snapshot
         config, policy = self.store.current
-        if snapshot[0] is not config:
-            snapshot = self._snapshot = (config, Router(config), policy)
+        if snapshot.config is not config:
+            snapshot = self._snapshot = self._build(config, policy)
+            self._start_commands()
         return snapshot
+
+    def _start_commands(self) -> None:
+        """Fetch command-made keys now rather than at their first request."""
+        for command in self._commands.values():
+            if command.header is None:
+                command.start()
 
     # -- server hooks ----------------------------------------------------------
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self.pool = Pool(connect_timeout=self.settings.connect_timeout)
+        self._start_commands()
         if self.store.path is not None:
             self._tasks.append(loop.create_task(self.store.watch()))
             loop.add_signal_handler(signal.SIGHUP, self._reload)
@@ -108,30 +185,25 @@ class Gateway:
     # -- dispatch ----------------------------------------------------------------
 
     async def handle(self, req, resp) -> None:
-        fmt = formats.match(req.method, req.path)
-        if fmt is not None:
-            await Exchange(self, req, resp, fmt).run()
+        handler = self.routes.find(req.method, req.path)
+        if handler is None:
+            self._error(resp, formats.DEFAULT_FORMAT,
+                        NotFound("no route for %s %s" % (req.method, req.path)))
             return
-        if req.path == "/healthz" and req.method in ("GET", "HEAD"):
-            resp.send(200, _TEXT, b"ok\n")
-            return
-        endpoint = _MANAGEMENT.get((req.method, req.path))
-        if endpoint is not None:
-            await self._management(req, resp, endpoint)
-            return
-        owner = formats.known_path(req.path)
-        if owner is not None:
-            self._error(resp, owner, MethodNotAllowed("%s is not allowed on %s; use POST"
-                                                      % (req.method, req.path)))
-            return
-        self._error(resp, formats.DEFAULT_FORMAT,
-                    NotFound("no route for %s %s" % (req.method, req.path)))
+        await handler(req, resp)
+
+    async def _exchange(self, fmt, req, resp) -> None:
+        await Exchange(self, req, resp, fmt).run()
+
+    async def _health(self, req, resp) -> None:
+        resp.send(200, _TEXT, b"ok\n")
 
     async def _management(self, req, resp, endpoint: str) -> None:
         """The JSON endpoints for clients and admins (not captured)."""
         try:
             identity = await self.identify(req)
-            config, _, policy = self.current()
+            snapshot = self.current()
+            config, policy = snapshot.config, snapshot.policy
             if endpoint == "models":
                 status, body = mgmt.models(identity, config, policy)
             elif endpoint == "providers":
