@@ -312,7 +312,7 @@ class Exchange:
             content_length = None
         self.stream = content_type.split(b";", 1)[0].strip().lower() == _EVENT_STREAM
         if self.stream and self.fmt.sse_api:
-            self.meter = accel.SseMeter(self.fmt.sse_api)
+            self.meter = accel.Meter("sse", "anthropic" if self.fmt.sse_api == "anthropic_messages" else "openai_chat")
         elif content_type.startswith(b"application/json"):
             self.json_body = []
         resp.start(event.status_code, headers, content_length)
