@@ -20,7 +20,7 @@ else:
 IMPLEMENTATION = "pure" if _impl.__name__.endswith("_pure") else "native"
 
 ModelScanner = _impl.ModelScanner
-SseMeter = _impl.SseMeter
+Meter = _impl.Meter
 NEED_DATA = _impl.NEED_DATA
 FOUND = _impl.FOUND
 MALFORMED = _impl.MALFORMED

@@ -50,7 +50,7 @@ def final(mod, body: bytes, step: int | None = None) -> tuple:
 
 
 def _stub_names() -> set[str]:
-    stub = pathlib.Path(_pure.__file__).with_name("_native.pyi")
+    stub = pathlib.Path(_pure.__file__).parent.with_name("_native.pyi")
     tree = ast.parse(stub.read_text())
     names = set()
     for node in tree.body:

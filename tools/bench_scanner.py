@@ -227,7 +227,7 @@ def _meter(mod, stream: bytes, chunk: int | None):
     pieces = [stream] if chunk is None else [stream[i : i + chunk] for i in range(0, len(stream), chunk)]
 
     def run():
-        m = mod.SseMeter("anthropic_messages")
+        m = mod.Meter("sse", "anthropic")
         for p in pieces:
             m.feed(p)
         assert m.complete

@@ -1,9 +1,12 @@
 //! `aperture._native`: the byte scanners that must run at memory speed.
-//! This file only registers; the logic lives in `scan` and `sse` (see their
-//! module docs and `aperture/_native.pyi`).
+//! This file only registers; the logic lives in `scan` (the request model
+//! scanner) and in `meter` = `framing` × `extract` (the response meters), see
+//! their module docs and `aperture/_native.pyi`.
 
+pub mod extract;
+pub mod framing;
+pub mod meter;
 pub mod scan;
-pub mod sse;
 
 #[cfg(feature = "python")]
 use pyo3::prelude::*;
@@ -12,7 +15,7 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<scan::python::PyModelScanner>()?;
-    m.add_class::<sse::python::PySseMeter>()?;
+    m.add_class::<meter::python::PyMeter>()?;
     m.add("NEED_DATA", scan::NEED_DATA)?;
     m.add("FOUND", scan::FOUND)?;
     m.add("MALFORMED", scan::MALFORMED)?;

@@ -1,7 +1,8 @@
-"""SseMeter: the native meter and its pure-Python twin, held to the same unit
-tests, then to each other and to the generator's own account of random
-Anthropic / OpenAI streams (random line endings, padding, pings, comments,
-tool calls) split at random points, and of corrupted streams."""
+"""The "sse" framing with the anthropic and openai_chat dialects: the native
+meter and its pure-Python twin, held to the same unit tests, then to each other
+and to the generator's own account of random Anthropic / OpenAI streams (random
+line endings, padding, pings, comments, tool calls) split at random points, and
+of corrupted streams."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ MAX_EVENT_BYTES = 16 * 1024 * 1024
 
 
 def meter(mod, api: str, stream: bytes, cuts=()):
-    m = mod.SseMeter(api)
+    m = mod.Meter("sse", api)
     prev = 0
     for c in [*sorted(cuts), len(stream)]:
         m.feed(stream[prev:c])
@@ -100,7 +101,7 @@ data: [DONE]
 @pytest.mark.parametrize("step", [None, 1, 7, 100])
 def test_anthropic_reference_example(mod, step):
     cuts = range(step, len(ANTHROPIC_EXAMPLE), step) if step else ()
-    m = meter(mod, "anthropic_messages", ANTHROPIC_EXAMPLE, cuts)
+    m = meter(mod, "anthropic", ANTHROPIC_EXAMPLE, cuts)
     assert observe(m) == (12, 0, True, None, (250, 61, 1200, 0, 0), [("check_stock", '{"sku": "X-91"}')])
 
 
@@ -121,20 +122,20 @@ STOP = b'data: {"type":"message_stop"}'
 
 @pytest.mark.parametrize("mod", IMPLS)
 def test_unknown_api(mod):
-    with pytest.raises(ValueError, match="unknown SseMeter api: gemini"):
-        mod.SseMeter("gemini")
+    with pytest.raises(ValueError, match="unknown meter dialect: 'mistral'"):
+        mod.Meter("sse", "mistral")
 
 
 @pytest.mark.parametrize("mod", IMPLS)
 @pytest.mark.parametrize("end", [b"\n\n", b"\r\n\r\n", b"\r\r", b"\r\n\n", b"\n\r", b"\r\r\n"])
 def test_any_line_ending_and_blank_line(mod, end):
-    m = meter(mod, "anthropic_messages", STOP + end)
+    m = meter(mod, "anthropic", STOP + end)
     assert (m.complete, m.events) == (True, 1)
 
 
 @pytest.mark.parametrize("mod", IMPLS)
 def test_cr_at_chunk_end_then_lf_is_one_line_ending(mod):
-    m = mod.SseMeter("openai_chat")
+    m = mod.Meter("sse", "openai_chat")
     m.feed(b"data: [DONE]\r")
     m.feed(b"\n")
     assert not m.complete  # CR+LF across chunks ended the line, it is not a blank line
@@ -154,22 +155,22 @@ def test_field_value_loses_one_leading_space_only(mod):
 @pytest.mark.parametrize("mod", IMPLS)
 def test_data_lines_join_with_lf_and_other_fields_are_ignored(mod):
     stream = b'id: 7\nretry: 10\nevent: whatever\ndata: {"type":\ndata\ndata:"message_stop"}\nfoo: bar\n\n'
-    m = meter(mod, "anthropic_messages", stream)
+    m = meter(mod, "anthropic", stream)
     assert (m.complete, m.events, m.bad_events) == (True, 1, 0)
     # `data :` (space before the colon) is another field: no data, no event
-    m = meter(mod, "anthropic_messages", b'data :{"type":"message_stop"}\n\n')
+    m = meter(mod, "anthropic", b'data :{"type":"message_stop"}\n\n')
     assert (m.complete, m.events) == (False, 0)
 
 
 @pytest.mark.parametrize("mod", IMPLS)
 def test_comments_and_empty_events_are_not_dispatched(mod):
-    m = meter(mod, "anthropic_messages", b": keepalive\n\n:\n\nevent: ping\n\n\n\n" + STOP + b"\n\n")
+    m = meter(mod, "anthropic", b": keepalive\n\n:\n\nevent: ping\n\n\n\n" + STOP + b"\n\n")
     assert (m.events, m.complete) == (1, True)
 
 
 @pytest.mark.parametrize("mod", IMPLS)
 def test_unterminated_event_is_not_dispatched(mod):
-    m = meter(mod, "anthropic_messages", STOP + b"\n")
+    m = meter(mod, "anthropic", STOP + b"\n")
     assert (m.events, m.complete) == (0, False)
     m = meter(mod, "openai_chat", b"data: [DONE]")
     assert (m.events, m.complete) == (0, False)
@@ -192,13 +193,13 @@ def test_bad_json_is_counted_and_skipped(mod):
         b'data: {"type":"message_delta","usage":{"output_tokens":5}}\n\n'
         b'data: {"type":"text_delta" oops}\n\n'  # not an event that matters: never parsed
     )
-    m = meter(mod, "anthropic_messages", stream)
+    m = meter(mod, "anthropic", stream)
     assert (m.events, m.bad_events, m.complete, m.usage()) == (5, 3, False, (0, 5, 0, 0, 0))
 
 
 @pytest.mark.parametrize("mod", IMPLS)
 def test_oversized_event_is_skipped_and_counted(mod):
-    m = mod.SseMeter("anthropic_messages")
+    m = mod.Meter("sse", "anthropic")
     m.feed(b'data: {"type":"message_delta","usage":{"output_tokens":5},"pad":"')
     filler = b"x" * (1024 * 1024)
     for _ in range(16):
@@ -211,7 +212,7 @@ def test_oversized_event_is_skipped_and_counted(mod):
     m.feed(STOP + b"\n\n")
     assert (m.events, m.bad_events, m.complete) == (3, 2, True)
     # an event just under the bound is read
-    m = mod.SseMeter("openai_chat")
+    m = mod.Meter("sse", "openai_chat")
     m.feed(b"data: [DONE]" + b" " * (MAX_EVENT_BYTES - 12) + b"\n\n")
     assert (m.complete, m.bad_events) == (True, 0)
 
@@ -251,7 +252,7 @@ def test_anthropic_usage_is_cumulative_and_replaced_never_added(mod):
         },
         {"type": "message_delta", "usage": {"output_tokens": "40", "input_tokens": -1, "cache_read_input_tokens": 1.0}},
     )
-    assert meter(mod, "anthropic_messages", stream).usage() == (12, 35, 90, 4, 30)
+    assert meter(mod, "anthropic", stream).usage() == (12, 35, 90, 4, 30)
 
 
 @pytest.mark.parametrize("mod", IMPLS)
@@ -276,7 +277,7 @@ def test_anthropic_tool_calls(mod):
         {"type": "content_block_delta", "index": 3, "delta": {"type": "input_json_delta", "partial_json": ""}},
         {"type": "content_block_start", "index": 4, "content_block": {"type": "tool_use", "name": "c"}},
     )
-    m = meter(mod, "anthropic_messages", stream, range(5, len(stream), 11))
+    m = meter(mod, "anthropic", stream, range(5, len(stream), 11))
     assert m.tool_calls() == [("a", '{"p": 1}'), ("web_search", '{"query":"x é","n":[1,null]}'), ("b", "{}"), ("c", "")]
 
 
@@ -286,7 +287,7 @@ def test_tool_input_is_written_as_serde_json_writes_it(mod):
         '{"type":"content_block_start","index":0,"content_block":{"type":"tool_use","name":"t","input":'
         '{"b":1,"a":{"z":[1.5E3,-0,2e-7,1.0,123456789012345678901234567890,"\\u00e9\\n\\u0001\\/"]},"b":true}}}'
     )
-    m = meter(mod, "anthropic_messages", sse(raw))
+    m = meter(mod, "anthropic", sse(raw))
     assert m.tool_calls() == [
         ("t", '{"b":true,"a":{"z":[1.5e+3,-0,2e-7,1.0,123456789012345678901234567890,"é\\n\\u0001/"]}}')
     ]
@@ -296,7 +297,7 @@ def test_tool_input_is_written_as_serde_json_writes_it(mod):
 def test_error_events(mod):
     m = meter(
         mod,
-        "anthropic_messages",
+        "anthropic",
         b"event: error\n" + sse({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
     )
     assert (m.error, m.complete) == ("overloaded_error: Overloaded", False)
@@ -386,7 +387,7 @@ JSON_EDGES = [
 @pytest.mark.parametrize("payload", JSON_EDGES, ids=range(len(JSON_EDGES)))
 def test_json_edges_read_alike(payload):
     stream = sse(payload)
-    assert observe(meter(_native, "anthropic_messages", stream)) == observe(meter(_pure, "anthropic_messages", stream))
+    assert observe(meter(_native, "anthropic", stream)) == observe(meter(_pure, "anthropic", stream))
 
 
 @needs_native
@@ -397,8 +398,8 @@ def test_invalid_utf8_reads_alike():
         b'{"type":"message_stop"}\xff',
     ]:
         stream = b"data: " + raw + b"\n\n"
-        got = observe(meter(_native, "anthropic_messages", stream))
-        assert got == observe(meter(_pure, "anthropic_messages", stream))
+        got = observe(meter(_native, "anthropic", stream))
+        assert got == observe(meter(_pure, "anthropic", stream))
         assert got[:3] == (1, 1, False)
 
 
@@ -678,12 +679,12 @@ def test_random_anthropic_streams(data):
     if truncate:  # the last event arrives without its blank line: never dispatched
         stream += b"data: " + json.dumps(events[-1][0]).encode()
     cuts = data.draw(st.lists(st.integers(0, len(stream)), max_size=12))
-    m = meter(_pure, "anthropic_messages", stream, cuts)
+    m = meter(_pure, "anthropic", stream, cuts)
     complete, error, usage, calls = fold_anthropic(effect for _, effect in kept)
     assert observe(m) == (dispatched, 0, complete, error, usage, calls)
     if _native is not None:
-        assert observe(meter(_native, "anthropic_messages", stream, cuts)) == observe(m)
-        assert observe(meter(_native, "anthropic_messages", stream, range(1, len(stream)))) == observe(m)
+        assert observe(meter(_native, "anthropic", stream, cuts)) == observe(m)
+        assert observe(meter(_native, "anthropic", stream, range(1, len(stream)))) == observe(m)
 
 
 @PROPS
@@ -702,8 +703,8 @@ def test_random_openai_streams(data):
 
 @st.composite
 def corrupted_stream(draw):
-    api = draw(st.sampled_from(["anthropic_messages", "openai_chat"]))
-    events = draw(anthropic_events() if api == "anthropic_messages" else openai_events())
+    api = draw(st.sampled_from(["anthropic", "openai_chat"]))
+    events = draw(anthropic_events() if api == "anthropic" else openai_events())
     stream = bytearray(draw(wire(events))[0])
     for _ in range(draw(st.integers(1, 4))):
         k = draw(st.integers(0, len(stream)))

@@ -1,0 +1,239 @@
+//! Extractors: what one API dialect's events and bodies say about usage, tool
+//! calls, errors and the end of a response.
+//!
+//! A framing (`crate::framing`) cuts the bytes into events and hands each one
+//! to an extractor as `(name, payload)`: the SSE `event:` field or the
+//! event-stream `:event-type` (empty when the framing has no names), and the
+//! event's bytes. A whole JSON body is parsed by the framing and handed over
+//! as an object. Extractors write what they read into a [`Tally`], the
+//! meter's readings, which the framings also update (event counts).
+//!
+//! Rules shared by every dialect:
+//! - Only events that can matter are parsed: a cheap substring test (the
+//!   dialect's markers) picks them. An event that is parsed and is not a JSON
+//!   object counts in `bad_events`; one that is not parsed never does. The
+//!   markers are part of the observable behaviour and are mirrored exactly by
+//!   `aperture/_pure/extract/`.
+//! - JSON follows serde_json with `preserve_order` (a tool input written back
+//!   keeps its members in the provider's order) and `arbitrary_precision`
+//!   (numbers keep their text). A token count is a JSON integer in
+//!   0..=u64::MAX; anything else is absent.
+//! - `input` is the input NOT served from cache (Anthropic's meaning),
+//!   `output` includes reasoning, `reasoning` is the part of output spent on
+//!   reasoning. Sums saturate at u64::MAX, differences at 0.
+
+pub mod anthropic;
+pub mod converse;
+pub mod gemini;
+pub mod openai_chat;
+pub mod openai_responses;
+
+use memchr::memmem::Finder;
+use serde_json::{Map, Value};
+
+pub type Object = Map<String, Value>;
+
+/// One tool call: its name and its arguments as they are joined from
+/// fragments; `fallback` is used when the fragments add up to nothing.
+#[derive(Default, Debug)]
+pub struct Call {
+    pub name: String,
+    pub args: String,
+    pub fallback: String,
+}
+
+/// The meter's readings, written by the framing (event counts) and by the
+/// extractor (everything else).
+#[derive(Default, Debug)]
+pub struct Tally {
+    /// The dialect's terminal event was seen (the framing may add its own
+    /// condition, see `Framing::complete`).
+    pub complete: bool,
+    pub events: u64,
+    pub bad_events: u64,
+    pub error: Option<String>,
+    pub response_id: Option<String>,
+    /// input, output, cache_read, cache_write, reasoning
+    pub usage: [u64; 5],
+    pub calls: Vec<Call>,
+}
+
+impl Tally {
+    /// Parse an event payload as a JSON object; anything else is a bad event.
+    pub fn parse(&mut self, payload: &[u8]) -> Option<Object> {
+        match serde_json::from_slice::<Value>(payload) {
+            Ok(Value::Object(m)) => Some(m),
+            _ => {
+                self.bad_events += 1;
+                None
+            }
+        }
+    }
+
+    /// Start a new tool call; returns its position.
+    pub fn call(&mut self, name: &str, args: &str, fallback: String) -> usize {
+        self.calls.push(Call {
+            name: name.to_string(),
+            args: args.to_string(),
+            fallback,
+        });
+        self.calls.len() - 1
+    }
+
+    /// (name, arguments) of each call, in order.
+    pub fn tool_calls(&self) -> Vec<(String, String)> {
+        self.calls
+            .iter()
+            .map(|c| {
+                let args = if c.args.is_empty() {
+                    &c.fallback
+                } else {
+                    &c.args
+                };
+                (c.name.clone(), args.clone())
+            })
+            .collect()
+    }
+}
+
+/// What every dialect implements: the rules for one stream event and for a
+/// whole (non-streamed) body.
+pub trait Extract {
+    /// One stream event. `name` is the SSE `event:` field or the event-stream
+    /// `:event-type`, empty when there is none.
+    fn event(&mut self, name: &[u8], payload: &[u8], t: &mut Tally);
+    /// A whole JSON body, already parsed as an object.
+    fn body(&mut self, body: &Object, t: &mut Tally);
+}
+
+/// The dialects, as one type the meter holds (static dispatch: one `match`
+/// per event, no vtable).
+pub enum Dialect {
+    Anthropic(anthropic::Anthropic),
+    OpenaiChat(openai_chat::OpenaiChat),
+    OpenaiResponses(openai_responses::OpenaiResponses),
+    Gemini(gemini::Gemini),
+    Converse(converse::Converse),
+}
+
+/// Dialect names, in the order error messages list them.
+pub const NAMES: [&str; 5] = [
+    "anthropic",
+    "openai_chat",
+    "openai_responses",
+    "gemini",
+    "converse",
+];
+
+impl Dialect {
+    pub fn from_name(name: &str) -> Option<Dialect> {
+        Some(match name {
+            "anthropic" => Dialect::Anthropic(Default::default()),
+            "openai_chat" => Dialect::OpenaiChat(Default::default()),
+            "openai_responses" => Dialect::OpenaiResponses(Default::default()),
+            "gemini" => Dialect::Gemini(Default::default()),
+            "converse" => Dialect::Converse(Default::default()),
+            _ => return None,
+        })
+    }
+}
+
+impl Extract for Dialect {
+    #[inline]
+    fn event(&mut self, name: &[u8], payload: &[u8], t: &mut Tally) {
+        match self {
+            Dialect::Anthropic(d) => d.event(name, payload, t),
+            Dialect::OpenaiChat(d) => d.event(name, payload, t),
+            Dialect::OpenaiResponses(d) => d.event(name, payload, t),
+            Dialect::Gemini(d) => d.event(name, payload, t),
+            Dialect::Converse(d) => d.event(name, payload, t),
+        }
+    }
+
+    fn body(&mut self, body: &Object, t: &mut Tally) {
+        match self {
+            Dialect::Anthropic(d) => d.body(body, t),
+            Dialect::OpenaiChat(d) => d.body(body, t),
+            Dialect::OpenaiResponses(d) => d.body(body, t),
+            Dialect::Gemini(d) => d.body(body, t),
+            Dialect::Converse(d) => d.body(body, t),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Helpers shared by the dialects (mirrored in aperture/_pure/extract/__init__.py)
+// ---------------------------------------------------------------------------
+
+/// Substring markers of the events worth parsing.
+pub struct Markers(Vec<Finder<'static>>);
+
+impl Markers {
+    pub fn new(needles: &[&'static [u8]]) -> Markers {
+        Markers(needles.iter().map(|&n| Finder::new(n)).collect())
+    }
+
+    #[inline]
+    pub fn any(&self, payload: &[u8]) -> bool {
+        self.0.iter().any(|f| f.find(payload).is_some())
+    }
+}
+
+/// A token count or index: a JSON integer in 0..=u64::MAX.
+#[inline]
+pub fn count(v: Option<&Value>) -> Option<u64> {
+    v.and_then(Value::as_u64)
+}
+
+/// A count, 0 when absent.
+#[inline]
+pub fn count0(v: Option<&Value>) -> u64 {
+    count(v).unwrap_or(0)
+}
+
+pub fn obj(v: Option<&Value>) -> Option<&Object> {
+    v.and_then(Value::as_object)
+}
+
+pub fn arr(v: Option<&Value>) -> Option<&Vec<Value>> {
+    v.and_then(Value::as_array)
+}
+
+pub fn string(v: Option<&Value>) -> Option<&str> {
+    v.and_then(Value::as_str)
+}
+
+/// Compact JSON text of a value, as serde_json writes it.
+pub fn compact(v: &Value) -> String {
+    v.to_string()
+}
+
+/// "type: message" of an Anthropic / OpenAI error object ("error: " when it
+/// is neither an object nor a string).
+pub fn error_text(e: Option<&Value>) -> String {
+    match e {
+        Some(Value::Object(m)) => format!(
+            "{}: {}",
+            string(m.get("type")).unwrap_or("error"),
+            string(m.get("message")).unwrap_or("")
+        ),
+        Some(Value::String(s)) => format!("error: {s}"),
+        _ => "error: ".to_string(),
+    }
+}
+
+/// "<first string among `keys`, else 'error'>: <message or ''>".
+pub fn keyed_error_text(e: &Object, keys: &[&str]) -> String {
+    let kind = keys
+        .iter()
+        .find_map(|k| string(e.get(*k)))
+        .unwrap_or("error");
+    format!("{}: {}", kind, string(e.get("message")).unwrap_or(""))
+}
+
+/// The OpenAI usage arithmetic: input is the total less what was read from
+/// and written to the cache, never below 0.
+#[inline]
+pub fn uncached(total: u64, cached: u64, written: u64) -> u64 {
+    total.saturating_sub(cached).saturating_sub(written)
+}
