@@ -355,14 +355,14 @@ def test_stalled_stream_times_out_as_incomplete(gw):
     assert get_capture(gw.data_dir, row["id"])["response_body"] == resp.body
 
 
-def test_stream_ending_in_an_error_event_is_incomplete(gw):
+def test_stream_ending_in_an_error_event_is_an_upstream_error(gw):
     user = new_user("err-event")
     body = {"model": "claude-sonnet-4-6", "max_tokens": 32, "stream": True,
             "messages": [{"role": "user", "content": "overload me"}]}
     resp = post(gw.port, "/v1/messages", body, {LOGIN: user, "x-sim-error": "error-event"})
     assert resp.status == 200 and resp.complete  # the HTTP response itself ends properly
     [row] = wait_records(gw.data_dir, 1, user=user)
-    assert row["state"] == "incomplete" and "Overloaded" in row["error"]
+    assert row["state"] == "upstream_error" and row["error"] == "overloaded_error: Overloaded"
     assert tokens(row) == last_usage_seen("anthropic", resp.body)
     assert get_capture(gw.data_dir, row["id"])["response_body"] == resp.body
 
