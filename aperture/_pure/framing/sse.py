@@ -50,9 +50,9 @@ class Sse:
     def feed(self, data: bytes, d, t: Tally) -> None:
         n = len(data)
         i = 0
-        if self._skip_lf:
+        if self._skip_lf and n:  # an empty chunk says nothing about the byte after a CR
             self._skip_lf = False
-            if n and data[0] == 0x0A:
+            if data[0] == 0x0A:
                 i = 1
         search = _EOL.search
         while i < n:

@@ -64,9 +64,10 @@ impl Sse {
     pub fn feed<E: Extract>(&mut self, chunk: &[u8], d: &mut E, t: &mut Tally) {
         let n = chunk.len();
         let mut i = 0;
-        if self.skip_lf {
+        if self.skip_lf && n > 0 {
+            // an empty chunk says nothing about the byte after a CR
             self.skip_lf = false;
-            if n > 0 && chunk[0] == b'\n' {
+            if chunk[0] == b'\n' {
                 i = 1;
             }
         }
@@ -238,6 +239,7 @@ mod tests {
     fn cr_at_chunk_end_then_lf_is_one_line_ending() {
         let (mut f, mut d, mut t) = (Sse::default(), Record::default(), Tally::default());
         f.feed(b"data: x\r", &mut d, &mut t);
+        f.feed(b"", &mut d, &mut t);
         f.feed(b"\n", &mut d, &mut t);
         assert_eq!(t.events, 0);
         f.feed(b"\r\n", &mut d, &mut t);
