@@ -64,8 +64,9 @@ def answer_text(n: int) -> str:
     return text
 
 
-def count_words(*values) -> tuple[int, bool]:
-    """(words in every string value, whether any object has a "cache_control" key).
+def count_words(*values, marker: str = "cache_control") -> tuple[int, bool]:
+    """(words in every string value, whether any object has a `marker` key:
+    Anthropic's "cache_control", Bedrock Converse's "cachePoint").
 
     One walk answers both questions; an explicit stack instead of recursion
     keeps deep conversations from hitting the recursion limit.
@@ -81,7 +82,7 @@ def count_words(*values) -> tuple[int, bool]:
         if kind is str:
             words += len(value.split())
         elif kind is dict:
-            if "cache_control" in value:
+            if marker in value:
                 marked = True
             push(value.values())
         elif kind is list:
@@ -97,7 +98,8 @@ def tool_call_tokens(arguments: object) -> int:
 def example_value(schema: object, depth: int = 0) -> object:
     """A value that fits a JSON schema: strings "x", numbers 1, booleans true,
     arrays of one item, objects with every listed property; `const` and the
-    first `enum` value win; `anyOf`/`oneOf`/`allOf` take their first choice."""
+    first `enum` value win; `anyOf`/`oneOf`/`allOf` take their first choice.
+    Type names are read in any case."""
     if not isinstance(schema, dict) or depth > 16:
         return "x"
     if "const" in schema:
@@ -112,6 +114,8 @@ def example_value(schema: object, depth: int = 0) -> object:
     kind = schema.get("type")
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "null")
+    if isinstance(kind, str):
+        kind = kind.lower()  # Gemini schemas spell types in capitals ("OBJECT")
     if kind == "object" or (kind is None and "properties" in schema):
         props = schema.get("properties")
         if not isinstance(props, dict):
