@@ -130,6 +130,7 @@ class Route:
     errors: Callable | None = None
     pattern: re.Pattern = field(init=False, repr=False, compare=False)
     tail: str = field(init=False, repr=False, compare=False)
+    lead: str = field(init=False, repr=False, compare=False)
     literal: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -151,16 +152,38 @@ class Route:
         # The literal text after the last parameter: a cheap `endswith` test
         # that rules out most routes before the pattern runs.
         object.__setattr__(self, "tail", text)
+        # For a shape whose last segment is a bare parameter ("/v1/models/{id}"):
+        # its literal segments before that one ("/v1/models/"), tested as cheaply.
+        head, _, segment = self.shape.rpartition("/")
+        bare = segment.startswith("{") and segment.endswith("}") and segment.count("{") == 1
+        object.__setattr__(self, "lead", head + "/" if bare and "{" not in head else "")
         object.__setattr__(self, "literal", literal)
 
     def match(self, path: str) -> dict[str, str] | None:
         """The decoded parameters when `path` ends with this shape, else None."""
         if not path.endswith(self.tail):
             return None
+        lead = self.lead
+        if lead:  # a shape ending in a parameter: the literal segments before it must be there
+            start = path.rfind("/") + 1 - len(lead)
+            if start < 0 or not path.startswith(lead, start):
+                return None
+        if self.tail == self.shape:  # no parameters: the suffix test was all (shapes start with "/")
+            return {}
         found = self.pattern.search(path)
         if found is None:
             return None
         return {name: unquote(value) for name, value in found.groupdict().items()}
+
+    @property
+    def last(self) -> str:
+        """The shape's last segment: a literal ("invoke"), a verb after a
+        parameter (":generateContent"), or "" when it is all parameter."""
+        segment = self.shape.rpartition("/")[2]
+        if "{" not in segment:
+            return segment
+        verb = segment.rpartition("}")[2]
+        return verb if verb.startswith(":") else ""
 
 
 def sort_routes(routes) -> tuple[Route, ...]:
