@@ -1,12 +1,12 @@
 """The provider simulator: Anthropic Messages, OpenAI Chat Completions and
-Responses, byte-compatible with the providers' wire formats and fully
-deterministic.
+Responses, the Gemini API, Vertex AI with Gemini and Claude, byte-compatible
+with the providers' wire formats and fully deterministic.
 
 aperture's tests, benchmarks and embedded default configuration use it as
 their upstream. `aperture.sim.server` runs it (`start_simulator`, the
 `Simulator` handler); one module per format (`anthropic`, `openai_chat`,
-`openai_responses`) builds its answers as pure functions of the request,
-declared as routes (`aperture.sim.routes`) and listed in
+`openai_responses`, `gemini`, `vertex`) builds its answers as pure functions
+of the request, declared as routes (`aperture.sim.routes`) and listed in
 `aperture.sim.registry`; `common` holds the token rules they share. A test computes what the
 simulator will report with `expected_usage`.
 """
@@ -26,7 +26,7 @@ def expected_usage(api: str, request: dict, output_tokens: int = 12) -> dict:
     or the `x-sim-tokens` header). `request` is the JSON body the format's
     clients send. `api`, and the shape returned:
 
-    ``"anthropic"``, ``"anthropic_messages"``
+    ``"anthropic"``, ``"anthropic_messages"``, ``"vertex_anthropic"``
         Anthropic's `usage` object: input_tokens, cache_creation_input_tokens,
         cache_read_input_tokens, cache_creation, output_tokens, service_tier.
         A stream's final `message_delta` carries the same input, cache and
@@ -38,6 +38,11 @@ def expected_usage(api: str, request: dict, output_tokens: int = 12) -> dict:
         `ResponseUsage`: input_tokens, input_tokens_details {cached_tokens,
         cache_write_tokens}, output_tokens, output_tokens_details
         {reasoning_tokens}, total_tokens; the stream's terminal event carries it.
+    ``"gemini"``, ``"vertex_gemini"``
+        `usageMetadata`: promptTokenCount, candidatesTokenCount,
+        totalTokenCount, promptTokensDetails, and cachedContentTokenCount /
+        cacheTokensDetails / thoughtsTokenCount when they apply (Vertex also
+        trafficType); the last stream chunk carries it.
     Each format module's docstring states its rule.
     """
     usage = _USAGE.get(api)

@@ -173,6 +173,16 @@ def last_user_text(messages: object) -> str:
     return ""
 
 
+def anthropic_version_ok(value: object, platform_version: str) -> bool:
+    """Whether a Claude body's `anthropic_version` is one Vertex / Bedrock take:
+    the platform's own value ("vertex-2023-10-16", "bedrock-2023-05-31"), or an
+    Anthropic API version date, which the anthropic SDK (2.x) sends instead."""
+    if value == platform_version:
+        return True
+    return (isinstance(value, str) and len(value) == 10 and value[4] == value[7] == "-"
+            and (value[:4] + value[5:7] + value[8:]).isdigit())
+
+
 def as_count(value: object) -> int | None:
     """An integer request field (max_tokens...), or None when absent or not an integer."""
     return value if type(value) is int else None
