@@ -25,8 +25,10 @@ import orjson
 from aperture.sim.common import (CACHED_LENGTHS, MODELS, Answer, EventStream, answer_text,
                                  answer_words, as_count, count_words, last_user_text, make_answer,
                                  split_fragments)
+from aperture.sim.routes import Call, Reject, Reply, Route, Streamed
 
 API = "anthropic_messages"
+NAME = API
 JSON = b"application/json"
 EVENT_STREAM = b"text/event-stream; charset=utf-8"
 
@@ -253,12 +255,13 @@ def error_type(status: int) -> str:
     return ERROR_TYPES.get(status) or ("api_error" if status >= 500 else "invalid_request_error")
 
 
-def error_response(status: int, message: str | None, seq: int) -> tuple[int, list, bytes]:
-    """(status, headers, body) of an error answer."""
+def error_response(status: int, message: str | None, seq: int, param: str | None = None,
+                   code: str | None = None) -> tuple[int, list, bytes]:
+    """(status, headers, body) of an error answer; `code` overrides the error type."""
     rid = request_id(seq)
     body = orjson.dumps({
         "type": "error",
-        "error": {"type": error_type(status),
+        "error": {"type": code or error_type(status),
                   "message": message or ERROR_MESSAGES.get(status, "Error")},
         "request_id": rid,
     })
@@ -303,3 +306,72 @@ def model_body(model_id: str) -> bytes:
         if m == model_id:
             return orjson.dumps(_model_item(m, display, created))
     return orjson.dumps(_model_item(model_id, model_id, MODELS[0][3]))
+
+
+# -- routes -------------------------------------------------------------------------
+
+
+def check_messages(call: Call) -> None:
+    problem = validate(call.request)
+    if problem is not None:
+        raise Reject(400, problem)
+
+
+def check_count_tokens(call: Call) -> None:
+    problem = validate(call.request, count_tokens=True)
+    if problem is not None:
+        raise Reject(400, problem)
+
+
+STREAM_ERROR = stream_error(0)
+
+
+def stream_failure(sent: int) -> bytes:
+    return STREAM_ERROR
+
+
+def answer(request: dict, call: Call) -> Reply | Streamed:
+    """A Messages answer (JSON, or SSE when `stream` is true); also the answer
+    of Claude on Vertex, whose bytes are the same."""
+    seq = call.seq
+    the_plan = plan(request, call.length)
+    if request.get("stream") is True:
+        return Streamed(headers(seq, True), stream(the_plan, seq, call.ping_every), stream_failure)
+    return Reply(headers(seq, False), message_body(the_plan, seq))
+
+
+def messages(call: Call) -> Reply | Streamed:
+    return answer(call.request, call)
+
+
+def count_tokens(call: Call) -> Reply:
+    return Reply(headers(call.seq, False), count_tokens_body(call.request))
+
+
+def owns(headers: dict, query: dict) -> bool:
+    """Anthropic's SDKs (and Claude Code) always send anthropic-version."""
+    return "anthropic-version" in headers
+
+
+def _when(headers: dict, query: dict) -> bool:
+    return "anthropic-version" in headers
+
+
+def list_models(call: Call) -> Reply:
+    return Reply(headers(call.seq, False), MODEL_LIST)
+
+
+def get_model(call: Call) -> Reply:
+    return Reply(headers(call.seq, False), model_body(call.params["model_id"]))
+
+
+ROUTES = (
+    Route("POST", "/v1/messages", messages, check_messages),
+    Route("POST", "/v1/messages/count_tokens", count_tokens, check_count_tokens),
+    # /v1/models is OpenAI's path too: Anthropic clients send anthropic-version.
+    Route("GET", "/v1/models", list_models, model=None, body=False, faults=False, when=_when),
+    Route("GET", "/v1/models/{model_id}", get_model, model=None, body=False, faults=False, when=_when),
+)
+
+USAGE = {"anthropic": lambda request, output_tokens: plan(request, output_tokens).usage,
+         "anthropic_messages": lambda request, output_tokens: plan(request, output_tokens).usage}

@@ -64,8 +64,9 @@ def answer_text(n: int) -> str:
     return text
 
 
-def count_words(*values) -> tuple[int, bool]:
-    """(words in every string value, whether any object has a "cache_control" key).
+def count_words(*values, marker: str = "cache_control") -> tuple[int, bool]:
+    """(words in every string value, whether any object has a `marker` key:
+    Anthropic's "cache_control", Bedrock Converse's "cachePoint").
 
     One walk answers both questions; an explicit stack instead of recursion
     keeps deep conversations from hitting the recursion limit.
@@ -81,7 +82,7 @@ def count_words(*values) -> tuple[int, bool]:
         if kind is str:
             words += len(value.split())
         elif kind is dict:
-            if "cache_control" in value:
+            if marker in value:
                 marked = True
             push(value.values())
         elif kind is list:
@@ -97,7 +98,8 @@ def tool_call_tokens(arguments: object) -> int:
 def example_value(schema: object, depth: int = 0) -> object:
     """A value that fits a JSON schema: strings "x", numbers 1, booleans true,
     arrays of one item, objects with every listed property; `const` and the
-    first `enum` value win; `anyOf`/`oneOf`/`allOf` take their first choice."""
+    first `enum` value win; `anyOf`/`oneOf`/`allOf` take their first choice.
+    Type names are read in any case."""
     if not isinstance(schema, dict) or depth > 16:
         return "x"
     if "const" in schema:
@@ -112,6 +114,8 @@ def example_value(schema: object, depth: int = 0) -> object:
     kind = schema.get("type")
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "null")
+    if isinstance(kind, str):
+        kind = kind.lower()  # Gemini schemas spell types in capitals ("OBJECT")
     if kind == "object" or (kind is None and "properties" in schema):
         props = schema.get("properties")
         if not isinstance(props, dict):
@@ -167,6 +171,16 @@ def last_user_text(messages: object) -> str:
             if isinstance(message, dict) and message.get("role") == "user":
                 return message_text(message.get("content"))
     return ""
+
+
+def anthropic_version_ok(value: object, platform_version: str) -> bool:
+    """Whether a Claude body's `anthropic_version` is one Vertex / Bedrock take:
+    the platform's own value ("vertex-2023-10-16", "bedrock-2023-05-31"), or an
+    Anthropic API version date, which the anthropic SDK (2.x) sends instead."""
+    if value == platform_version:
+        return True
+    return (isinstance(value, str) and len(value) == 10 and value[4] == value[7] == "-"
+            and (value[:4] + value[5:7] + value[8:]).isdigit())
 
 
 def as_count(value: object) -> int | None:

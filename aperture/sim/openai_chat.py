@@ -30,8 +30,10 @@ import orjson
 from aperture.sim.common import (CACHED_LENGTHS, MODELS, Answer, EventStream, answer_text,
                                  answer_words, as_count, count_words, last_user_text, make_answer,
                                  split_fragments)
+from aperture.sim.routes import Call, Reject, Reply, Route, Streamed
 
 API = "openai_chat"
+NAME = API
 JSON = b"application/json"
 EVENT_STREAM = b"text/event-stream; charset=utf-8"
 FINGERPRINT = "fp_sim0001"
@@ -256,16 +258,16 @@ ERRORS = {
 }
 
 
-def error_response(status: int, message: str | None, seq: int,
-                   param: str | None = None) -> tuple[int, list, bytes]:
-    """(status, headers, body) of an error answer. Anthropic's 529 (overloaded)
-    is a 503 here."""
+def error_response(status: int, message: str | None, seq: int, param: str | None = None,
+                   code: str | None = None) -> tuple[int, list, bytes]:
+    """(status, headers, body) of an error answer; `code` overrides the
+    status's usual error code. Anthropic's 529 (overloaded) is a 503 here."""
     if status == 529:
         status = 503
-    default_message, kind, code = ERRORS.get(
+    default_message, kind, default_code = ERRORS.get(
         status, ("Error.", "server_error" if status >= 500 else "invalid_request_error", None))
     body = orjson.dumps({"error": {"message": message or default_message, "type": kind,
-                                   "param": param, "code": code}})
+                                   "param": param, "code": code or default_code}})
     headers = [(b"content-type", JSON), (b"x-request-id", request_id(seq).encode())]
     if status == 429:
         headers.append((b"retry-after", b"1"))
@@ -333,3 +335,59 @@ def model_body(model_id: str) -> bytes:
         if m == model_id:
             return orjson.dumps(_model_item(m, owner, created))
     return orjson.dumps(_model_item(model_id, "system", MODELS[0][3]))
+
+
+# -- routes -------------------------------------------------------------------------
+
+
+def check_completion(call: Call) -> None:
+    problem = validate(call.request)
+    if problem is not None:
+        raise Reject(400, *problem)
+
+
+STREAM_ERROR = stream_error(0)
+
+
+def stream_failure(sent: int) -> bytes:
+    return STREAM_ERROR
+
+
+def completions(call: Call) -> Reply | Streamed:
+    seq = call.seq
+    the_plan = plan(call.request, call.length)
+    if call.request.get("stream") is True:
+        return Streamed(headers(seq, True), stream(the_plan, seq), stream_failure)
+    return Reply(headers(seq, False), completion_body(the_plan, seq))
+
+
+def check_embeddings(call: Call) -> None:
+    items = call.request.get("input")
+    if not isinstance(items, (str, list)) or not items:
+        raise Reject(400, "Missing required parameter: 'input'.", "input")
+
+
+def embeddings(call: Call) -> Reply:
+    data = embeddings_body(call.request)
+    if data is None:
+        raise Reject(400, "Missing required parameter: 'input'.", "input")
+    return Reply(headers(call.seq, False), data)
+
+
+def list_models(call: Call) -> Reply:
+    return Reply(headers(call.seq, False), MODEL_LIST)
+
+
+def get_model(call: Call) -> Reply:
+    return Reply(headers(call.seq, False), model_body(call.params["model_id"]))
+
+
+ROUTES = (
+    Route("POST", "/v1/chat/completions", completions, check_completion),
+    Route("POST", "/v1/embeddings", embeddings, check_embeddings),
+    Route("GET", "/v1/models", list_models, model=None, body=False, faults=False),
+    Route("GET", "/v1/models/{model_id}", get_model, model=None, body=False, faults=False),
+)
+
+USAGE = {"openai": lambda request, output_tokens: plan(request, output_tokens).usage,
+         "openai_chat": lambda request, output_tokens: plan(request, output_tokens).usage}

@@ -37,12 +37,13 @@ import asyncio
 from collections import deque
 from dataclasses import dataclass
 from typing import NamedTuple
+from urllib.parse import parse_qsl
 
 import orjson
 
 from aperture.ingress.protocol import HttpConnection, Request, Response, ServerState
-from aperture.sim import anthropic, openai_chat
-from aperture.sim.common import EventStream
+from aperture.sim import registry
+from aperture.sim.routes import Call, Reject, Reply, Route, Streamed
 
 SLOW_HEAD_SECONDS = 60.0
 STALL_SECONDS = 3600.0
@@ -66,28 +67,18 @@ class SeenRequest(NamedTuple):
     body: bytes
 
 
-class _Reject(Exception):
-    """An error answer decided while reading the request."""
-
-    def __init__(self, status: int, message: str | None = None, param: str | None = None) -> None:
-        self.status = status
-        self.message = message
-        self.param = param
-
-
-# Route kinds
-_MESSAGES, _COUNT, _CHAT, _MODELS, _MODEL, _EMBEDDINGS = range(6)
 _FAULTS = frozenset({"cut", "stall", "slow-head", "error-event"})
 
 
 class Simulator:
     """The handler: `await sim.handle(req, resp)`."""
 
-    __slots__ = ("settings", "seen", "_seq")
+    __slots__ = ("settings", "seen", "states", "_seq")
 
     def __init__(self, settings: SimSettings = SimSettings()) -> None:
         self.settings = settings
         self.seen: deque[SeenRequest] = deque(maxlen=settings.history)
+        self.states = registry.new_states()
         self._seq = 0
 
     async def handle(self, req: Request, resp: Response) -> None:
@@ -105,61 +96,44 @@ class Simulator:
         self._seq += 1
         seq = self._seq
 
-        # Route on the path's suffix, most frequent first.
-        path = req.path
-        if path.endswith("/v1/messages"):
-            api, kind = anthropic, _MESSAGES
-        elif path.endswith("/v1/chat/completions"):
-            api, kind = openai_chat, _CHAT
-        elif path.endswith("/v1/messages/count_tokens"):
-            api, kind = anthropic, _COUNT
-        elif path.endswith("/v1/models"):
-            api, kind = _models_api(headers), _MODELS
-        elif "/v1/models/" in path:
-            api, kind = _models_api(headers), _MODEL
-        elif path.endswith("/v1/embeddings"):
-            api, kind = openai_chat, _EMBEDDINGS
-        else:
-            api = _models_api(headers)
-            self._error(resp, api, 404, "Unknown request URL: %s %s" % (req.method, path), seq)
+        query = _query(req.query) if req.query else {}
+        fmt, route, params = registry.match(req.method, req.path, headers, query)
+        if fmt is None:
+            _error(resp, registry.guess(headers, query).error_response,
+                   Reject(404, "Unknown request URL: %s %s" % (req.method, req.path)), seq)
             return
         try:
-            await self._answer(req, resp, api, kind, headers, body, seq)
-        except _Reject as rej:
-            self._error(resp, api, rej.status, rej.message, seq, rej.param)
+            await self._answer(req, resp, fmt, route, params, headers, query, body, seq)
+        except Reject as rej:
+            _error(resp, route.errors if route is not None and route.errors else fmt.error_response,
+                   rej, seq)
 
-    async def _answer(self, req: Request, resp: Response, api, kind: int, headers: dict,
-                      body: bytes, seq: int) -> None:
+    async def _answer(self, req: Request, resp: Response, fmt, route: Route | None, params: dict,
+                      headers: dict, query: dict, body: bytes, seq: int) -> None:
         settings = self.settings
-        if settings.require_key is not None and _credential(headers) != settings.require_key:
-            raise _Reject(401)
-        if kind in (_MODELS, _MODEL):
-            if req.method != "GET":
-                raise _Reject(405, "Method %s not allowed" % req.method)
-            data = api.MODEL_LIST if kind == _MODELS else api.model_body(req.path.rpartition("/")[2])
-            resp.send(200, api.headers(seq, False), data)
+        if settings.require_key is not None and _credential(headers, query) != settings.require_key:
+            raise Reject(401)
+        if route is None:
+            raise Reject(405, "Method %s not allowed" % req.method)
+        request = None
+        if route.body:
+            try:
+                request = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                raise Reject(400, "The request body is not valid JSON.") from None
+            if type(request) is not dict:
+                raise Reject(400, "The request body must be a JSON object.")
+        call = Call(req.method, req.path, query, headers, params, request, seq,
+                    self.states.get(fmt.NAME), settings.output_tokens, settings.ping_every)
+        if route.check is not None:
+            route.check(call)
+        if not route.faults:
+            _send(resp, route.action(call))
             return
-        if req.method != "POST":
-            raise _Reject(405, "Method %s not allowed" % req.method)
-        try:
-            request = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise _Reject(400, "The request body is not valid JSON.") from None
-        if type(request) is not dict:
-            raise _Reject(400, "The request body must be a JSON object.")
-
-        if kind == _MESSAGES or kind == _COUNT:
-            problem = anthropic.validate(request, count_tokens=kind == _COUNT)
-            if problem is not None:
-                raise _Reject(400, problem)
-        elif kind == _CHAT:
-            problem = openai_chat.validate(request)
-            if problem is not None:
-                raise _Reject(400, *problem)
 
         fault = headers.get("x-sim-error")
-        if fault is None:
-            model = request.get("model")
+        if fault is None and route.model is not None:
+            model = request.get("model") if route.model == "body" else params.get(route.model)
             if type(model) is str and "sim-error-" in model:
                 fault = model.partition("sim-error-")[2]
         delay = settings.latency
@@ -170,54 +144,39 @@ class Simulator:
         if fault is not None and fault not in _FAULTS:
             status = int(fault) if fault.isdigit() else 0
             if not 400 <= status <= 599:
-                raise _Reject(400, "unknown x-sim-error fault %r" % fault)
+                raise Reject(400, "unknown x-sim-error fault %r" % fault)
             if delay > 0 and not await _pause(req, delay):
                 return
-            raise _Reject(status)
+            raise Reject(status)
         if delay > 0 and not await _pause(req, delay):
             return
 
-        length = settings.output_tokens
         if "x-sim-tokens" in headers:
-            length = _number(headers, "x-sim-tokens", int)
-        if kind == _MESSAGES:
-            plan = anthropic.plan(request, length)
-            if request.get("stream") is True:
-                events = anthropic.stream(plan, seq, settings.ping_every)
-                await self._stream(req, resp, api, seq, events, fault, headers)
-                return
-            data = anthropic.message_body(plan, seq)
-        elif kind == _CHAT:
-            plan = openai_chat.plan(request, length)
-            if request.get("stream") is True:
-                events = openai_chat.stream(plan, seq)
-                await self._stream(req, resp, api, seq, events, fault, headers)
-                return
-            data = openai_chat.completion_body(plan, seq)
-        elif kind == _COUNT:
-            data = anthropic.count_tokens_body(request)
-        else:
-            data = openai_chat.embeddings_body(request)
-            if data is None:
-                raise _Reject(400, "Missing required parameter: 'input'.", "input")
-        if fault is None or fault == "slow-head":
-            resp.send(200, api.headers(seq, False), data)
-        elif fault == "error-event":
-            raise _Reject(529)
-        else:
-            await self._broken_body(req, resp, api.headers(seq, False), data, fault)
-
-    async def _stream(self, req: Request, resp: Response, api, seq: int, events: EventStream,
-                      fault: str | None, headers: dict) -> None:
-        rate = self.settings.token_rate
+            call.length = _number(headers, "x-sim-tokens", int)
+        rate = settings.token_rate
         if "x-sim-token-rate" in headers:
             rate = _number(headers, "x-sim-token-rate", float)
-        resp.start(200, api.headers(seq, True), None)
+        call.latency_ms = round(delay * 1000)
+        call.token_rate = rate
+        answer = route.action(call)
+        if type(answer) is Streamed:
+            await self._stream(req, resp, answer, fault, rate)
+        elif fault is None or fault == "slow-head":
+            _send(resp, answer)
+        elif fault == "error-event":
+            raise Reject(529)
+        else:
+            await self._broken_body(req, resp, answer.headers, answer.body, fault)
+
+    async def _stream(self, req: Request, resp: Response, answer: Streamed, fault: str | None,
+                      rate: float) -> None:
+        events = answer.events
+        resp.start(200, answer.headers, None)
         if fault is None and rate <= 0:
             resp.end(events.joined())  # the whole stream in one write
             return
         if fault == "stall":
-            resp.write(events.head[0])
+            resp.write(events.head[0] if events.head else events.deltas[0])
             if await _pause(req, STALL_SECONDS):
                 await _hang_up(req)
             return
@@ -241,7 +200,7 @@ class Simulator:
         if fault == "cut":
             await _hang_up(req)
         elif fault == "error-event":
-            resp.end(api.stream_error(seq))
+            resp.end(answer.failure(len(deltas)))
         else:
             resp.end(b"".join(events.tail))
 
@@ -253,28 +212,41 @@ class Simulator:
         if fault != "stall" or await _pause(req, STALL_SECONDS):
             await _hang_up(req)
 
-    def _error(self, resp: Response, api, status: int, message: str | None, seq: int,
-               param: str | None = None) -> None:
-        if api is openai_chat:
-            status, head, data = openai_chat.error_response(status, message, seq, param)
-        else:
-            status, head, data = anthropic.error_response(status, message, seq)
-        resp.send(status, head, data)
 
 
-def _models_api(headers: dict):
-    """`/v1/models` is both APIs' path: Anthropic clients send anthropic-version."""
-    return anthropic if "anthropic-version" in headers else openai_chat
+def _error(resp: Response, error_response, rej: Reject, seq: int) -> None:
+    status, head, data = error_response(rej.status, rej.message, seq, rej.param, rej.code)
+    resp.send(status, head, data)
+
+def _send(resp: Response, answer: Reply) -> None:
+    resp.send(answer.status, answer.headers, answer.body)
 
 
-def _credential(headers: dict) -> str | None:
+def _query(query: str) -> dict[str, str]:
+    """The first value of each query parameter."""
+    out: dict[str, str] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        out.setdefault(name, value)
+    return out
+
+
+def _credential(headers: dict, query: dict) -> str | None:
+    """The key a request carries: x-api-key, a bearer token, x-goog-api-key,
+    the `key` query parameter, or the access key id of an AWS SigV4 signature."""
     key = headers.get("x-api-key")
     if key is not None:
         return key
     auth = headers.get("authorization")
-    if auth is not None and auth[:7].lower() == "bearer ":
-        return auth[7:].strip()
-    return headers.get("x-goog-api-key")
+    if auth is not None:
+        if auth[:7].lower() == "bearer ":
+            return auth[7:].strip()
+        if auth.startswith("AWS4-HMAC-SHA256 "):
+            credential = auth.partition("Credential=")[2]
+            return credential.partition("/")[0] or None
+    key = headers.get("x-goog-api-key")
+    if key is not None:
+        return key
+    return query.get("key")
 
 
 _LIMITS = {"x-sim-latency": 86400.0, "x-sim-tokens": 1_000_000, "x-sim-token-rate": 1e9}
@@ -285,9 +257,9 @@ def _number(headers: dict, name: str, kind):
     try:
         value = kind(headers[name])
     except ValueError:
-        raise _Reject(400, "%s: not a number: %r" % (name, headers[name])) from None
+        raise Reject(400, "%s: not a number: %r" % (name, headers[name])) from None
     if not 0 <= value <= _LIMITS[name]:
-        raise _Reject(400, "%s must be between 0 and %s" % (name, _LIMITS[name]))
+        raise Reject(400, "%s must be between 0 and %s" % (name, _LIMITS[name]))
     return value
 
 

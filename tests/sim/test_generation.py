@@ -285,7 +285,7 @@ def test_openai_usage_cache_and_reasoning():
     assert expected_usage("openai", chat_request(reasoning_effort="none"))["completion_tokens_details"][
         "reasoning_tokens"] == 0
     with pytest.raises(ValueError):
-        expected_usage("gemini", {})
+        expected_usage("cohere", {})
 
 
 def test_openai_caps_use_max_completion_tokens_first():
