@@ -1,13 +1,15 @@
-"""The provider simulator: Anthropic Messages, OpenAI Chat Completions and
-Responses, the Gemini API, Vertex AI with Gemini and Claude, byte-compatible
+"""The provider simulator: every API format the gateway speaks (Anthropic
+Messages, OpenAI Chat Completions and Responses, the Gemini API, Vertex AI
+with Gemini and Claude, AWS Bedrock InvokeModel and Converse), byte-compatible
 with the providers' wire formats and fully deterministic.
 
 aperture's tests, benchmarks and embedded default configuration use it as
 their upstream. `aperture.sim.server` runs it (`start_simulator`, the
 `Simulator` handler); one module per format (`anthropic`, `openai_chat`,
-`openai_responses`, `gemini`, `vertex`) builds its answers as pure functions
-of the request, declared as routes (`aperture.sim.routes`) and listed in
-`aperture.sim.registry`; `common` holds the token rules they share. A test computes what the
+`openai_responses`, `gemini`, `vertex`, `bedrock`) builds its answers as pure
+functions of the request, declared as routes (`aperture.sim.routes`) and
+listed in `aperture.sim.registry`; `common` holds the token rules they share
+and `eventstream` writes AWS event-stream messages. A test computes what the
 simulator will report with `expected_usage`.
 """
 
@@ -26,11 +28,12 @@ def expected_usage(api: str, request: dict, output_tokens: int = 12) -> dict:
     or the `x-sim-tokens` header). `request` is the JSON body the format's
     clients send. `api`, and the shape returned:
 
-    ``"anthropic"``, ``"anthropic_messages"``, ``"vertex_anthropic"``
+    ``"anthropic"``, ``"anthropic_messages"``, ``"vertex_anthropic"``, ``"bedrock_invoke"``
         Anthropic's `usage` object: input_tokens, cache_creation_input_tokens,
         cache_read_input_tokens, cache_creation, output_tokens, service_tier.
         A stream's final `message_delta` carries the same input, cache and
-        output counts.
+        output counts (Bedrock: also its `x-amzn-bedrock-*-token-count`
+        headers and the inner `message_stop`'s invocation metrics).
     ``"openai"``, ``"openai_chat"``
         Chat Completions `usage` (prompt_tokens, completion_tokens,
         total_tokens and both details objects), also the stream's usage chunk.
@@ -43,6 +46,11 @@ def expected_usage(api: str, request: dict, output_tokens: int = 12) -> dict:
         totalTokenCount, promptTokensDetails, and cachedContentTokenCount /
         cacheTokensDetails / thoughtsTokenCount when they apply (Vertex also
         trafficType); the last stream chunk carries it.
+    ``"bedrock_converse"``
+        Converse `usage`: inputTokens, outputTokens, totalTokens, and
+        cacheReadInputTokens / cacheWriteInputTokens with cache points; the
+        stream's `metadata` event carries it.
+
     Each format module's docstring states its rule.
     """
     usage = _USAGE.get(api)

@@ -38,15 +38,29 @@ class _SimApp:
 @click.option("--ping-every", default=0, show_default=True, type=click.IntRange(0),
               help="Anthropic streams: a ping every N content deltas (0: one, after the block start).")
 @click.option("--require-key", default=None, metavar="KEY",
-              help="Answer 401 to requests without this key (x-api-key or Authorization: Bearer). "
+              help="Refuse requests without this key (x-api-key, Authorization: Bearer, "
+                   "x-goog-api-key, ?key=, or a SigV4 access key id). "
                    "Also read from APERTURE_SIMULATE_REQUIRE_KEY.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 256),
               help="Processes sharing the port (SO_REUSEPORT).")
 def simulate(listen, latency, token_rate, output_tokens, ping_every, require_key, workers) -> None:
-    """Run the provider simulator: Anthropic Messages (/v1/messages,
-    /v1/messages/count_tokens) and OpenAI Chat Completions
-    (/v1/chat/completions, /v1/embeddings, /v1/models), deterministic answers,
-    fault injection with the x-sim-error header. Runs until SIGINT or SIGTERM.
+    """Run the provider simulator: deterministic answers in every API format,
+    fault injection with the x-sim-error header.
+
+    \b
+    Anthropic Messages   /v1/messages, /v1/messages/count_tokens, /v1/models
+    OpenAI Chat          /v1/chat/completions, /v1/embeddings, /v1/models
+    OpenAI Responses     /v1/responses (+ /{id}, /{id}/cancel, /{id}/input_items,
+                         /input_tokens, /compact)
+    Gemini API           /v1beta/models/{m}:generateContent, :streamGenerateContent,
+                         :countTokens, :embedContent, :batchEmbedContents (also /v1)
+    Vertex AI            /v1/projects/{p}/locations/{l}/publishers/google/models/{m}:...
+                         and .../publishers/anthropic/models/{m}:rawPredict,
+                         :streamRawPredict, count-tokens:rawPredict
+    Bedrock              /model/{id}/invoke, /invoke-with-response-stream,
+                         /converse, /converse-stream, /count-tokens
+
+    Any path prefix is accepted before these. Runs until SIGINT or SIGTERM.
     """
     from aperture.ingress.server import parse_listen, serve
     from aperture.sim.server import SimSettings

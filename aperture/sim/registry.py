@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from aperture.sim import anthropic, gemini, openai_chat, openai_responses, vertex
+from aperture.sim import anthropic, bedrock, gemini, openai_chat, openai_responses, vertex
 from aperture.sim.routes import Route, sort_routes
 
-FORMATS: tuple[ModuleType, ...] = (anthropic, openai_chat, openai_responses, gemini, vertex)
+FORMATS: tuple[ModuleType, ...] = (anthropic, openai_chat, openai_responses, gemini, vertex, bedrock)
 
 #: the format of errors on paths no format owns, unless another one `owns` the request
 DEFAULT: ModuleType = openai_chat

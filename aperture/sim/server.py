@@ -1,33 +1,46 @@
-"""The provider simulator's HTTP side: routes, credentials, fault injection, pacing.
+"""The provider simulator's HTTP side: credentials, fault injection, pacing.
 
 Theory of operation
 -------------------
 `Simulator.handle` is an ingress handler (`aperture.ingress.protocol`). For
-each request it reads the whole body, records the request in `seen`, finds
-the API by the path's suffix (a provider baseurl may carry a prefix, so
-`/anything/v1/messages` is `/v1/messages`), checks the credential, parses the
-JSON and asks the pure modules `anthropic` / `openai_chat` for the answer's
-bytes. This module only decides *when* bytes go out:
+each request it reads the whole body, records the request in `seen`, and asks
+`aperture.sim.registry` for the route: every format (Anthropic, OpenAI Chat
+and Responses, Gemini, Vertex AI, Bedrock) declares its paths as shapes
+matched against the path's end (a provider baseurl may carry a prefix, so
+`/anything/v1/messages` is `/v1/messages`). It checks the credential, parses
+the JSON body, lets the route check the request, and asks the route's pure
+action for the answer's bytes: a whole body, or a stream in three parts
+(head, content deltas, tail) with the format's own mid-stream failure. This
+module only decides *when* bytes go out:
 
 - `latency` (or the `x-sim-latency` header) delays the response head;
-- `token_rate` (or `x-sim-token-rate`) paces the content deltas of a stream;
-  with no pacing and no fault the whole stream leaves in one write;
+- `token_rate` (or `x-sim-token-rate`) paces the content deltas of a stream
+  (SSE events, Gemini JSON-array elements, AWS event-stream messages); with no
+  pacing and no fault the whole stream leaves in one write;
 - a fault, from the `x-sim-error` header or a model name containing
-  `sim-error-<fault>` (for clients that cannot set headers), is one of:
+  `sim-error-<fault>` (for clients that cannot set headers; the path's model
+  segment for Gemini, Vertex and Bedrock), is one of:
 
   =============  ==========================================================
-  ``<status>``   an error answer in the provider's format, e.g. 429 (with
-                 retry-after), 500, 529 (OpenAI: 503), any 400..599
+  ``<status>``   an error answer in the format's shape, e.g. 429, 500, 529
+                 (Anthropic's overload; the others' 503), any 400..599
   ``cut``        the head and part of the body, then the connection closes
                  without the terminating chunk
   ``stall``      the head and the first event (half a JSON body), then
                  silence for `STALL_SECONDS`, then the connection closes
   ``slow-head``  `SLOW_HEAD_SECONDS` (or `x-sim-latency`) before the head,
                  then a normal answer
-  ``error-event``  a stream that ends with the provider's mid-stream error
+  ``error-event``  a stream that ends half-way with the format's own
+                 mid-stream error: Anthropic's `error` event, an OpenAI Chat
+                 error chunk, Responses' `response.failed`, Google's error
+                 object, a Bedrock `modelStreamErrorException` message (a
+                 JSON answer gets the format's overload status instead)
   =============  ==========================================================
 
-`x-sim-tokens` overrides the answer length. The request counter numbers every
+`x-sim-tokens` overrides the answer length. `require_key` refuses any other
+credential (x-api-key, a bearer token, x-goog-api-key, `?key=`, or the access
+key id of a SigV4 signature) with the format's 401 (Gemini: its 400
+API_KEY_INVALID; Bedrock: its 403). The request counter numbers every
 request; ids in answers derive from it (`aperture.sim.anthropic.message_id`...).
 """
 
