@@ -1,6 +1,7 @@
 """Every API format through aperture, with the official clients: the OpenAI
 Responses API (`openai`), the Gemini API and Vertex AI (`google-genai`,
-`anthropic.AnthropicVertex`), and raw sockets for the bytes no SDK shows.
+`anthropic.AnthropicVertex`), Bedrock (`boto3`, `anthropic.AnthropicBedrock`),
+and raw sockets for the bytes no SDK shows.
 
 One gateway serves the module: two workers, `serve-headers` identity (each
 test speaks as its own user and finds its records by that user), providers
@@ -16,8 +17,11 @@ import json
 import time
 
 import anthropic
+import boto3
+import botocore.exceptions
 import openai
 import pytest
+from botocore.config import Config
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
@@ -33,7 +37,7 @@ from .test_capture import LOGIN, get_capture, new_user, post, tokens, wait_recor
 
 CLIENT_SECRET = "client-SECRET-must-not-travel"
 KEYS = {"openai": "sk-openai-provider", "azure": "azure-provider-key", "gemini": "gk-provider",
-        "vertex": "ya29.provider-token"}
+        "vertex": "ya29.provider-token", "bedrock": "bedrock-api-key-provider"}
 PROJECT, REGION = "proj-42", "us-east5"
 AUTO = "/v1/projects/_aperture_auto_vertex_project_id_/locations/_aperture_auto_vertex_region_"
 FUNCTION = {"type": "function", "name": "check_stock", "description": "Stock level for a SKU",
@@ -44,6 +48,13 @@ STOCK = types.FunctionDeclaration(
     parameters=types.Schema(type="OBJECT", properties={"sku": types.Schema(type="STRING")},
                             required=["sku"]))
 NO_AUTO_CALLS = types.AutomaticFunctionCallingConfig(disable=True)
+BEDROCK_MODEL = "anthropic.claude-sonnet-4-5-20250929-v1:0"
+PROFILE_ARN = "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-sonnet-4-6"
+INVOKE = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 256,
+          "messages": [{"role": "user", "content": "How many X-91 are left?"}]}
+CONVERSE_USER = [{"role": "user", "content": [{"text": "How many X-91 are left?"}]}]
+SPEC = {"toolSpec": {"name": "check_stock", "description": "Stock level for a SKU", "inputSchema": {
+    "json": {"type": "object", "properties": {"sku": {"type": "string"}}, "required": ["sku"]}}}}
 
 
 def config(sim_url: str) -> dict:
@@ -60,9 +71,12 @@ def config(sim_url: str) -> dict:
         "vertex": {"baseurl": sim_url, "apikey": KEYS["vertex"], "vertex_project": PROJECT,
                    "vertex_region": REGION, "compatibility": {"vertex": True},
                    "models": ["gemini-2.5-pro", "claude-sonnet-4-6", "claude-sonnet-4-5@20250929"]},
+        "bedrock": {"baseurl": sim_url, "apikey": KEYS["bedrock"], "compatibility": {"bedrock": True},
+                    "models": [BEDROCK_MODEL, PROFILE_ARN, "amazon.nova-pro-v1:0", "anthropic.secret-v1:0"]},
     }
     grants = [{"src": ["*"], "app": {"tailscale.com/cap/aperture": [
-        {"role": "user"}, {"models": ["openai/**", "azure/**", "gemini/gemini-2.5-*", "vertex/**"]}]}}]
+        {"role": "user"}, {"models": ["openai/**", "azure/**", "gemini/gemini-2.5-*", "vertex/**",
+                                        "bedrock/*.claude-sonnet-*", "bedrock/amazon.*", "bedrock/arn:**"]}]}}]
     return provider_config(sim_url, providers=providers, grants=grants)
 
 
@@ -114,6 +128,28 @@ def vertex_claude(gw, user: str) -> anthropic.AnthropicVertex:
         base_url=gw.url + "/v1", project_id="_aperture_auto_vertex_project_id_",
         region="_aperture_auto_vertex_region_", access_token=CLIENT_SECRET, max_retries=0,
         timeout=15, default_headers={LOGIN: user}))
+
+
+def bedrock(gw, user: str):
+    """boto3's bedrock-runtime with dummy AWS credentials (aperture removes the
+    SigV4 signature and sends its Bedrock API key), pointed at /bedrock."""
+    client = boto3.client("bedrock-runtime", endpoint_url=gw.url + "/bedrock", region_name="us-east-1",
+                          aws_access_key_id=CLIENT_SECRET, aws_secret_access_key="x",
+                          config=Config(retries={"total_max_attempts": 1}, read_timeout=15))
+
+    def mark(request, **kw):
+        request.headers[LOGIN] = user
+        request.headers["x-test-user"] = user
+
+    client.meta.events.register("before-sign.bedrock-runtime.*", mark)
+    return keep(client)
+
+
+def claude_bedrock(gw, user: str) -> anthropic.AnthropicBedrock:
+    return keep(anthropic.AnthropicBedrock(
+        base_url=gw.url + "/bedrock", aws_region="us-east-1", aws_access_key=CLIENT_SECRET,
+        aws_secret_key="x", max_retries=0, timeout=15,
+        default_headers={LOGIN: user, "x-test-user": user}))
 
 
 def seen_for(simulator, user: str):
@@ -447,3 +483,118 @@ def test_claude_on_vertex_errors_are_anthropics(gw):
     with pytest.raises(genai_errors.ClientError) as g:
         vertex_gemini(gw, user).models.generate_content(model="gemini-unknown", contents="hi")
     assert g.value.code == 404 and g.value.status == "NOT_FOUND"
+
+
+# -- Bedrock --------------------------------------------------------------------------------
+
+
+def test_bedrock_invoke_model_with_an_arn(gw, simulator):
+    user = new_user("invoke")
+    response = bedrock(gw, user).invoke_model(modelId=PROFILE_ARN, body=json.dumps(INVOKE))
+    message = json.loads(response["body"].read())
+    assert message["content"] == [{"type": "text", "text": answer_text(12)}]
+    [seen] = seen_for(simulator, user)
+    # The /bedrock prefix goes; the ARN's "/" stays "%2F", as boto3 encoded it.
+    assert seen.path == "/model/%s/invoke" % PROFILE_ARN.replace(":", "%3A").replace("/", "%2F")
+    assert seen.headers["authorization"] == "Bearer " + KEYS["bedrock"]
+    assert not {"x-amz-date", "x-amz-security-token", "x-amz-content-sha256"} & seen.headers.keys()
+    [row] = wait_records(gw.data_dir, 1, user=user)
+    assert (row["api"], row["provider"], row["model"], row["stream"]) == (
+        "bedrock_model_invoke", "bedrock", PROFILE_ARN, False)
+    assert tokens(row) == recorded("anthropic", expected_usage("bedrock_invoke", INVOKE))
+    assert_no_client_secret(gw, row)
+
+
+def test_bedrock_invoke_stream_is_relayed_untouched_and_metered(gw, simulator):
+    user = new_user("invoke-stream")
+    body = dict(INVOKE, system=[{"type": "text", "text": "Cached.", "cache_control": {"type": "ephemeral"}}])
+    response = bedrock(gw, user).invoke_model_with_response_stream(modelId=BEDROCK_MODEL,
+                                                                    body=json.dumps(body))
+    assert response["ResponseMetadata"]["HTTPHeaders"]["content-type"] == "application/vnd.amazon.eventstream"
+    events = [json.loads(e["chunk"]["bytes"]) for e in response["body"]]
+    assert "".join(e["delta"]["text"] for e in events if e["type"] == "content_block_delta") == answer_text(12)
+    [row] = wait_records(gw.data_dir, 1, user=user)
+    assert (row["stream"], row["state"]) == (True, "complete")
+    usage = expected_usage("bedrock_invoke", body)
+    assert usage["cache_read_input_tokens"] > 0 and tokens(row) == recorded("anthropic", usage)
+
+
+def test_bedrock_converse_and_stream_with_tools(gw, simulator):
+    user = new_user("converse")
+    client = bedrock(gw, user)
+    request = {"messages": [{"role": "user", "content": [{"text": "Use the tool for X-91."}]}],
+               "toolConfig": {"tools": [SPEC]}}
+    response = client.converse(modelId="amazon.nova-pro-v1:0", **request)
+    use = response["output"]["message"]["content"][0]["toolUse"]
+    streamed = list(client.converse_stream(modelId="amazon.nova-pro-v1:0", messages=CONVERSE_USER)["stream"])
+    assert "metadata" in streamed[-1]
+    plain_seen, stream_seen = seen_for(simulator, user)
+    assert plain_seen.path == "/model/amazon.nova-pro-v1%3A0/converse"
+    streamed_row, plain = wait_records(gw.data_dir, 2, user=user)
+    assert (plain["api"], plain["model"]) == ("bedrock_converse", "amazon.nova-pro-v1:0")
+    assert plain["tool_calls"] == [{"name": "check_stock", "arguments": json.dumps(use["input"],
+                                                                                   separators=(",", ":"))}]
+    def converse_tokens(u):
+        return {"input_tokens": u["inputTokens"], "output_tokens": u["outputTokens"],
+                "cache_read_tokens": u.get("cacheReadInputTokens", 0),
+                "cache_write_tokens": u.get("cacheWriteInputTokens", 0), "reasoning_tokens": 0}
+    assert tokens(plain) == converse_tokens(response["usage"])
+    assert (streamed_row["stream"], streamed_row["state"]) == (True, "complete")
+    assert tokens(streamed_row) == converse_tokens(expected_usage("bedrock_converse",
+                                                                  json.loads(stream_seen.body)))
+    counted = client.count_tokens(modelId=BEDROCK_MODEL, input={"converse": {"messages": CONVERSE_USER}})
+    assert counted["inputTokens"] > 0
+    assert wait_records(gw.data_dir, 3, user=user)[0]["path"].endswith("/count-tokens")
+
+
+def test_anthropic_bedrock_create_and_stream(gw, simulator):
+    user = new_user("anthropic-bedrock")
+    client = claude_bedrock(gw, user)
+    message = client.messages.create(model=BEDROCK_MODEL, max_tokens=64, messages=INVOKE["messages"],
+                                     extra_headers={"anthropic-beta": "beta-one"})
+    assert message.content[0].text == answer_text(12)
+    with client.messages.stream(model=BEDROCK_MODEL, max_tokens=64, messages=[
+            {"role": "user", "content": "Use the tool for X-91."}],
+            tools=[{"name": "check_stock", "input_schema": SPEC["toolSpec"]["inputSchema"]["json"]}]) as stream:
+        final = stream.get_final_message()
+    assert final.content[0].name == "check_stock"
+    created, streamed = seen_for(simulator, user)
+    assert json.loads(created.body)["anthropic_beta"] == ["beta-one"]  # the body goes as it came
+    assert streamed.path == "/model/%s/invoke-with-response-stream" % BEDROCK_MODEL  # ":" as sent
+    streamed_row, plain = wait_records(gw.data_dir, 2, user=user)
+    assert tokens(plain) == recorded("anthropic", expected_usage("bedrock_invoke", json.loads(created.body)))
+    assert streamed_row["tool_calls"] == [{"name": "check_stock", "arguments": '{"sku": "x"}'}]
+    assert streamed_row["output_tokens"] == final.usage.output_tokens
+
+
+def test_bedrock_stream_exception_is_an_upstream_error(gw):
+    user = new_user("bedrock-exc")
+    client = bedrock(gw, user)
+    client.meta.events.register("before-sign.bedrock-runtime.*",
+                                lambda request, **kw: request.headers.__setitem__("x-sim-error", "error-event"))
+    events = client.converse_stream(modelId="amazon.nova-pro-v1:0", messages=CONVERSE_USER)["stream"]
+    with pytest.raises(botocore.exceptions.EventStreamError):
+        list(events)
+    events.close()
+    [row] = wait_records(gw.data_dir, 1, user=user)
+    assert row["state"] == "upstream_error"
+    assert row["error"].startswith("modelStreamErrorException: ")
+
+
+@pytest.mark.parametrize("model, body, exception, status, message", [
+    ("anthropic.unknown-v1:0", INVOKE, "ResourceNotFoundException", 404, "model anthropic.unknown-v1:0 not found"),
+    ("anthropic.secret-v1:0", INVOKE, "AccessDeniedException", 403,
+     "access denied: model bedrock/anthropic.secret-v1:0 not granted"),
+    (BEDROCK_MODEL, "{", "ValidationException", 400, "request body is not valid JSON"),
+])
+def test_bedrock_bad_input_in_bedrocks_shape(gw, simulator, model, body, exception, status, message):
+    user = new_user("bedrock-bad")
+    before = len(simulator.sim.seen)
+    with pytest.raises(botocore.exceptions.ClientError) as err:
+        bedrock(gw, user).invoke_model(modelId=model, body=body if isinstance(body, str) else json.dumps(body))
+    assert err.value.response["Error"]["Code"] == exception
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == status
+    assert message in err.value.response["Error"]["Message"]
+    assert len(simulator.sim.seen) == before
+    [row] = wait_records(gw.data_dir, 1, user=user)
+    assert (row["state"], row["status"], row["api"]) == ("refused", status, "bedrock_model_invoke")
