@@ -214,8 +214,8 @@ def check_invoke(call: Call) -> None:
 
 def invoke(call: Call) -> Reply:
     plan = invoke_plan(call)
-    first, total = latencies(call, 0)
-    return Reply(invoke_headers(plan, call.seq, total), anthropic.message_body(plan, call.seq))
+    headers = invoke_headers(plan, call.seq, latencies(call, 0)[1])
+    return Reply(headers, anthropic.message_body(plan, call.seq))
 
 
 def invoke_with_response_stream(call: Call) -> Streamed:

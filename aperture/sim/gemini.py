@@ -117,7 +117,8 @@ def last_user_text(contents: object) -> str:
         if isinstance(content, dict) and content.get("role", "user") == "user":
             parts = content.get("parts")
             if isinstance(parts, list):
-                return " ".join(p["text"] for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str))
+                return " ".join(p["text"] for p in parts
+                                if isinstance(p, dict) and isinstance(p.get("text"), str))
     return ""
 
 
@@ -267,9 +268,9 @@ def stream(plan: Plan, seq: int, sse: bool) -> EventStream:
     return EventStream((), tuple(deltas), (b"]",))
 
 
-def stream_failure(sse: bool, vertex: bool):
+def stream_failure(sse: bool):
     """The `error-event` ending: Google's error object, as the framing carries it."""
-    error = _error_document(503, None, None, vertex)
+    error = _error_document(503, None, None)
 
     def failure(sent: int) -> bytes:
         if sse:
@@ -392,7 +393,7 @@ MESSAGES = {
 _KEY_INVALID = "API key not valid. Please pass a valid API key."
 
 
-def _error_document(status: int, message: str | None, code: str | None, vertex: bool,
+def _error_document(status: int, message: str | None, code: str | None,
                     details: list | None = None) -> bytes:
     error: dict = {"code": status, "message": message or MESSAGES.get(status, "Error."),
                    "status": code or STATUSES.get(status) or ("INTERNAL" if status >= 500 else
@@ -415,7 +416,7 @@ def google_error(status: int, message: str | None, code: str | None = None,
                     "metadata": {"service": "generativelanguage.googleapis.com"}}]
     elif status == 429:
         details = [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "1s"}]
-    return status, [(b"content-type", JSON)], _error_document(status, message, code, vertex, details)
+    return status, [(b"content-type", JSON)], _error_document(status, message, code, details)
 
 
 def error_response(status: int, message: str | None, seq: int, param: str | None = None,
@@ -450,7 +451,7 @@ def generate(call: Call, vertex: bool = False) -> Reply:
 def stream_generate(call: Call, vertex: bool = False) -> Streamed:
     the_plan = plan(call.request, call.length, call.model_param(), vertex)
     sse = call.query.get("alt") == "sse"
-    return Streamed(headers(sse), stream(the_plan, call.seq, sse), stream_failure(sse, vertex))
+    return Streamed(headers(sse), stream(the_plan, call.seq, sse), stream_failure(sse))
 
 
 def count_tokens(call: Call, vertex: bool = False) -> Reply:

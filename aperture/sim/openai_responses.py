@@ -66,7 +66,7 @@ import orjson
 from aperture.sim import openai_chat
 from aperture.sim.common import Answer, EventStream, answer_text, answer_words, as_count, count_words
 from aperture.sim.common import make_answer, message_text, split_fragments
-from aperture.sim.openai_chat import EVENT_STREAM, JSON, error_response, request_id
+from aperture.sim.openai_chat import EVENT_STREAM, JSON, request_id
 from aperture.sim.routes import Call, Reject, Reply, Route, Streamed
 
 NAME = "openai_responses"
@@ -75,7 +75,8 @@ FAILURE_MESSAGE = ("An error occurred while processing your request. You can ret
                    "contact us through our help center at help.openai.com if the error persists.")
 _FILLER = b"Qm8xT2vL5nR7cW1z"
 
-__all__ = ["error_response"]
+#: errors are Chat Completions' (`{"error": {message, type, param, code}}`)
+error_response = openai_chat.error_response
 
 
 def response_id(seq: int) -> str:
@@ -141,7 +142,8 @@ def last_user_text(items: object) -> str:
         return items
     if isinstance(items, list):
         for item in reversed(items):
-            if isinstance(item, dict) and item.get("role") == "user" and item.get("type", "message") == "message":
+            if (isinstance(item, dict) and item.get("role") == "user"
+                    and item.get("type", "message") == "message"):
                 return message_text(item.get("content"))
     return ""
 

@@ -163,6 +163,8 @@ class Simulator:
             raise Reject(status)
         if delay > 0 and not await _pause(req, delay):
             return
+        if fault == "slow-head":  # the delay was the fault: a normal answer follows
+            fault = None
 
         if "x-sim-tokens" in headers:
             call.length = _number(headers, "x-sim-tokens", int)
@@ -174,7 +176,7 @@ class Simulator:
         answer = route.action(call)
         if type(answer) is Streamed:
             await self._stream(req, resp, answer, fault, rate)
-        elif fault is None or fault == "slow-head":
+        elif fault is None:
             _send(resp, answer)
         elif fault == "error-event":
             raise Reject(529)

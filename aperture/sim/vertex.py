@@ -20,7 +20,8 @@ Routes, `{v}` = `v1` or `v1beta1`, `R` = `/{v}/projects/{p}/locations/{l}/publis
 Claude bodies must carry `anthropic_version` and no `model` (a 400
 `invalid_request_error` otherwise); count-tokens bodies carry both. The
 version is "vertex-2023-10-16" (reference §5.3), or an Anthropic API version
-date such as "2023-06-01": the anthropic SDK 2.x sends its API version there. The answers are byte for byte Anthropic's for the same request with the
+date such as "2023-06-01": the anthropic SDK 2.x sends its API version there.
+The answers are byte for byte Anthropic's for the same request with the
 path's model, and so is their usage: `expected_usage("vertex_anthropic",
 body)` is `expected_usage("anthropic", body)`.
 

@@ -173,11 +173,11 @@ def test_streams_rebuild_the_response(length, cap, tools, thinks):
 def test_stream_failures():
     error = {"error": {"code": 503, "message": "The model is overloaded. Please try again later.",
                        "status": "UNAVAILABLE"}}
-    raw = gemini.stream_failure(sse=True, vertex=False)(2)
+    raw = gemini.stream_failure(sse=True)(2)
     assert raw.startswith(b"{\n  \"error\": {\n") and json.loads(raw) == error
     plan = gemini.plan(request(), 4)
     stream = gemini.stream(plan, 1, sse=False)
-    failure = gemini.stream_failure(sse=False, vertex=False)
+    failure = gemini.stream_failure(sse=False)
     cut = b"".join(stream.deltas[:2]) + failure(2)
     assert json.loads(cut)[-1] == error and len(json.loads(cut)) == 3
     assert json.loads(failure(0)) == [error]
