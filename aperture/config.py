@@ -113,10 +113,6 @@ class Provider:
     vertex_project: str | None = None
     vertex_region: str | None = None
 
-    @property
-    def has_key(self) -> bool:
-        return self.apikey is not None or self.apikey_command is not None
-
     def speaks(self, api_format: str) -> bool:
         """Whether this provider serves `api_format` (a key of FORMAT_FLAGS)."""
         flags = FORMAT_FLAGS.get(api_format)

@@ -467,7 +467,7 @@ def test_speaks(flags, formats):
 def test_key_command_and_vertex_fields():
     p = _one(apikey=None, apikey_command=["gcloud", "auth", "print-access-token"],
              apikey_refresh="45m", vertex_project="my-proj-1", vertex_region="us-east5")
-    assert p.apikey is None and p.has_key
+    assert p.apikey is None
     assert p.apikey_command == ("gcloud", "auth", "print-access-token")
     assert p.apikey_refresh == 45 * 60
     assert (p.vertex_project, p.vertex_region) == ("my-proj-1", "us-east5")

@@ -62,10 +62,6 @@ class Route:
         #: the error shape when it is not the format's own (Claude on Vertex)
         self.errors = errors
 
-    @property
-    def api(self) -> str:
-        return self.flags[0]
-
 
 class ApiFormat:
     name = ""
