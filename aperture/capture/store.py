@@ -477,22 +477,6 @@ class CaptureStore:
         self._purge()
         return self.stats["purged"] - before
 
-    def _purge_response_ids(self) -> None:
-        cutoff = self._clock() - RESPONSE_ID_DAYS * 86400.0
-        while not self._closing:
-            try:
-                with self._h.env.begin(write=True) as txn:
-                    done = retention_mod.purge_response_ids(txn, self._dbs, cutoff)
-            except lmdb.MapResizedError:
-                self._h.adopt_map_size()
-                continue
-            except ENV_ERRORS as e:
-                log.error("capture: purge of old response ids failed: %s", e)
-                return
-            if done:
-                return
-            time.sleep(0.001)
-
     def response_owner(self, response_id: str) -> tuple[str, str, str] | None:
         """(provider, model, user) of a Responses API response id, from the
         `resp` index (aperture.responses). None when unknown or unreadable."""
@@ -860,22 +844,40 @@ class CaptureStore:
             orphan.done()
 
     def _purge(self) -> None:
-        self._purge_response_ids()
+        """Forget response ids past RESPONSE_ID_DAYS; purge content past the retention."""
+        dbs = self._dbs
+        ids_cutoff = self._clock() - RESPONSE_ID_DAYS * 86400.0
+
+        def response_ids(txn):
+            return 0, retention_mod.purge_response_ids(txn, dbs, ids_cutoff)
+
+        self._purge_steps("purge of old response ids", response_ids)
         if self.retention is None:
             return
-        cutoff = self._clock() - (self.retention or 0.0)
+        cutoff = self._clock() - self.retention
+
+        def content(txn):
+            purged, _, done = retention_mod.purge_step(txn, dbs, cutoff)
+            return purged, done
+
+        self._purge_steps("retention purge", content)
+
+    def _purge_steps(self, what: str, step) -> None:
+        """Run `step(txn)` -> (records purged, done) in write transactions
+        until it is done, letting the event loop in between."""
         while not self._closing:
             try:
                 with self._h.env.begin(write=True) as txn:
-                    n, _, done = retention_mod.purge_step(txn, self._dbs, cutoff)
+                    n, done = step(txn)
             except lmdb.MapResizedError:
                 self._h.adopt_map_size()
                 continue
             except ENV_ERRORS as e:
-                log.error("capture: retention purge failed: %s", e)
+                log.error("capture: %s failed: %s", what, e)
                 return
-            with self._lock:
-                self.stats["purged"] += n
+            if n:
+                with self._lock:
+                    self.stats["purged"] += n
             if done:
                 return
-            time.sleep(0.001)  # let the event loop in between purge transactions
+            time.sleep(0.001)
