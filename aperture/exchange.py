@@ -55,7 +55,7 @@ from aperture.capture.record import (CLIENT_DISCONNECTED, COMPLETE, INCOMPLETE, 
 from aperture.errors import (BadGateway, Forbidden, GatewayError, GatewayTimeout, MalformedBody,
                              MissingModel, PayloadTooLarge)
 from aperture.flow import ConnectionLost
-from aperture.formats.base import BODY_ANY, BODY_JSON, BODY_MODEL, ApiFormat, Route
+from aperture.formats.base import BODY_JSON, BODY_MODEL, ApiFormat, Route
 from aperture.headers import client_response_headers, for_record, upstream_request_headers
 from aperture.ids import new_id
 from aperture.upstream.auth import PENDING, drop_query_credentials, scrub_query

@@ -6,6 +6,7 @@ sockets."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -100,14 +101,40 @@ def start_handler_server(loop_thread: LoopThread, handler) -> tuple[object, int]
     return loop_thread.run(start())
 
 
-@pytest.fixture(scope="session")
-def simulator(loop_thread):
+@contextlib.contextmanager
+def serve_simulator(loop_thread: LoopThread, **settings):
+    """A simulator of its own (SimSettings `settings`) while the block runs."""
     from aperture.sim.server import SimSettings, Simulator
 
-    sim = Simulator(SimSettings())
+    sim = Simulator(SimSettings(**settings))
     server, port = start_handler_server(loop_thread, sim.handle)
-    yield SimHandle(sim, port)
-    loop_thread.loop.call_soon_threadsafe(server.close)
+    try:
+        yield SimHandle(sim, port)
+    finally:
+        loop_thread.loop.call_soon_threadsafe(server.close)
+
+
+@pytest.fixture(scope="session")
+def simulator(loop_thread):
+    with serve_simulator(loop_thread) as sim:
+        yield sim
+
+
+#: SDK clients made by a test, closed when it ends (a dropped client may
+#: close its connection pool under calls still in flight)
+_kept_clients: list = []
+
+
+def keep(client):
+    _kept_clients.append(client)
+    return client
+
+
+@pytest.fixture(autouse=True)
+def _close_kept_clients():
+    yield
+    while _kept_clients:
+        _kept_clients.pop().close()
 
 
 def provider_config(sim_url: str, **extra) -> dict:

@@ -14,7 +14,6 @@ to what the simulator declared, tool calls, and no client credential.
 from __future__ import annotations
 
 import json
-import time
 
 import anthropic
 import boto3
@@ -27,12 +26,11 @@ from google.genai import errors as genai_errors
 from google.genai import types
 from google.oauth2.credentials import Credentials
 
-from aperture.capture.query import CaptureReader
 from aperture.capture.schema import env_path
 from aperture.sim import expected_usage
 from aperture.sim.common import answer_text, answer_words
 
-from .conftest import launch_gateway, provider_config, wait_for
+from .conftest import keep, launch_gateway, provider_config, wait_for
 from .test_capture import LOGIN, get_capture, new_user, post, tokens, wait_records
 
 CLIENT_SECRET = "client-SECRET-must-not-travel"
@@ -90,19 +88,6 @@ def gw(tmp_path_factory, simulator):
     gateway.stop()
 
 
-_clients: list = []
-
-
-@pytest.fixture(autouse=True)
-def close_clients():
-    yield
-    while _clients:
-        _clients.pop().close()
-
-
-def keep(client):
-    _clients.append(client)
-    return client
 
 
 def gpt(gw, user: str) -> openai.OpenAI:

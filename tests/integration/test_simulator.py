@@ -5,6 +5,7 @@ failure would."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -23,9 +24,8 @@ from aperture.sim import anthropic as sim_anthropic
 from aperture.sim import expected_usage
 from aperture.sim.cli import simulate
 from aperture.sim.common import answer_text, answer_words
-from aperture.sim.server import SimSettings, Simulator
 
-from .conftest import SimHandle, dechunk, start_handler_server
+from .conftest import dechunk, keep, serve_simulator
 
 TOOL = {"name": "check_stock", "description": "Stock level for a SKU",
         "input_schema": {"type": "object", "properties": {"sku": {"type": "string"},
@@ -40,40 +40,21 @@ TOOL_USER = [{"role": "user", "content": "Use the tool to check X-91."}]
 
 @pytest.fixture
 def make_sim(loop_thread):
-    servers = []
-
-    def make(**settings) -> SimHandle:
-        sim = Simulator(SimSettings(**settings))
-        server, port = start_handler_server(loop_thread, sim.handle)
-        servers.append(server)
-        return SimHandle(sim, port)
-
-    yield make
-    for server in servers:
-        loop_thread.loop.call_soon_threadsafe(server.close)
+    with contextlib.ExitStack() as stack:
+        yield lambda **settings: stack.enter_context(serve_simulator(loop_thread, **settings))
 
 
-_clients: list = []
-
-
-@pytest.fixture(autouse=True)
-def close_clients():
-    yield
-    while _clients:
-        _clients.pop().close()
 
 
 def claude(url: str, key: str = "sk-ant-test", **kw) -> anthropic.Anthropic:
     kw.setdefault("timeout", 10.0)
     kw.setdefault("api_key", key)
-    _clients.append(anthropic.Anthropic(base_url=url, max_retries=0, **kw))
-    return _clients[-1]
+    return keep(anthropic.Anthropic(base_url=url, max_retries=0, **kw))
 
 
 def gpt(url: str, key: str = "sk-openai-test", **kw) -> openai.OpenAI:
     kw.setdefault("timeout", 10.0)
-    _clients.append(openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, **kw))
-    return _clients[-1]
+    return keep(openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, **kw))
 
 
 def credential(headers: dict) -> str | None:

@@ -15,9 +15,8 @@ from botocore.config import Config
 
 from aperture.sim import expected_usage
 from aperture.sim.common import answer_text, answer_words, tool_call_tokens
-from aperture.sim.server import SimSettings, Simulator
 
-from .conftest import SimHandle, start_handler_server
+from .conftest import SimHandle, keep, serve_simulator
 
 MODEL = "anthropic.claude-sonnet-4-5-20250929-v1:0"
 PROFILE_ARN = "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-sonnet-4-5-v1:0"
@@ -32,10 +31,8 @@ CONVERSE_USER = [{"role": "user", "content": [{"text": "How many X-91 are left?"
 
 @pytest.fixture(scope="module")
 def sim(loop_thread):
-    simulator = Simulator(SimSettings())
-    server, port = start_handler_server(loop_thread, simulator.handle)
-    yield SimHandle(simulator, port)
-    loop_thread.loop.call_soon_threadsafe(server.close)
+    with serve_simulator(loop_thread) as sim:
+        yield sim
 
 
 def runtime(sim: SimHandle, key: str = "AKIDTEST", read_timeout: float = 10.0):
@@ -51,22 +48,13 @@ def br(sim):
     client.close()
 
 
-_clients: list = []
-
-
-@pytest.fixture(autouse=True)
-def close_clients():
-    yield
-    while _clients:
-        _clients.pop().close()
 
 
 def claude(sim: SimHandle, **kw) -> anthropic.AnthropicBedrock:
     kw.setdefault("timeout", 10.0)
     if "api_key" not in kw:
         kw.update(aws_access_key="AKIDTEST", aws_secret_key="x")
-    _clients.append(anthropic.AnthropicBedrock(base_url=sim.url, aws_region="us-east-1", max_retries=0, **kw))
-    return _clients[-1]
+    return keep(anthropic.AnthropicBedrock(base_url=sim.url, aws_region="us-east-1", max_retries=0, **kw))
 
 
 def inner_events(stream) -> list[dict]:
@@ -259,17 +247,11 @@ def test_cut_and_stall(br, sim):
 
 
 def test_require_key_reads_the_sigv4_access_key_id(loop_thread):
-    simulator = Simulator(SimSettings(require_key="AKIDRIGHT"))
-    server, port = start_handler_server(loop_thread, simulator.handle)
-    handle = SimHandle(simulator, port)
-    try:
-        right, wrong = runtime(handle, key="AKIDRIGHT"), runtime(handle, key="AKIDWRONG")
+    with serve_simulator(loop_thread, require_key="AKIDRIGHT") as handle:
+        right = keep(runtime(handle, key="AKIDRIGHT"))
+        wrong = keep(runtime(handle, key="AKIDWRONG"))
         assert right.converse(modelId=MODEL, messages=CONVERSE_USER)["usage"]["outputTokens"] == 12
         with pytest.raises(botocore.exceptions.ClientError) as err:
             wrong.converse(modelId=MODEL, messages=CONVERSE_USER)
         assert err.value.response["Error"]["Code"] == "UnrecognizedClientException"
         assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
-        right.close()
-        wrong.close()
-    finally:
-        loop_thread.loop.call_soon_threadsafe(server.close)

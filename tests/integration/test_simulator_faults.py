@@ -10,9 +10,8 @@ import socket
 import pytest
 from botocore.eventstream import EventStreamBuffer
 
-from aperture.sim.server import SimSettings, Simulator
 
-from .conftest import SimHandle, dechunk, start_handler_server
+from .conftest import dechunk, serve_simulator
 
 CLAUDE_BODY = {"max_tokens": 64, "messages": [{"role": "user", "content": "hello"}]}
 GEMINI_BODY = {"contents": [{"role": "user", "parts": [{"text": "hello"}]}]}
@@ -80,10 +79,8 @@ WHOLE = [
 
 @pytest.fixture(scope="module")
 def sim(loop_thread):
-    simulator = Simulator(SimSettings())
-    server, port = start_handler_server(loop_thread, simulator.handle)
-    yield SimHandle(simulator, port)
-    loop_thread.loop.call_soon_threadsafe(server.close)
+    with serve_simulator(loop_thread) as sim:
+        yield sim
 
 
 def post(path: str, body: dict, fault: str | None = None, extra: bytes = b"") -> bytes:

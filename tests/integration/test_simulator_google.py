@@ -19,9 +19,8 @@ from google.oauth2.credentials import Credentials
 from aperture.sim import anthropic as sim_anthropic
 from aperture.sim import expected_usage, gemini
 from aperture.sim.common import answer_text, answer_words, tool_call_tokens
-from aperture.sim.server import SimSettings, Simulator
 
-from .conftest import SimHandle, dechunk, start_handler_server
+from .conftest import SimHandle, dechunk, keep, serve_simulator
 
 STOCK = types.FunctionDeclaration(
     name="check_stock", description="Stock level for a SKU",
@@ -34,50 +33,35 @@ USER = [{"role": "user", "content": "How many X-91 are left?"}]
 
 @pytest.fixture(scope="module")
 def sim(loop_thread):
-    simulator = Simulator(SimSettings())
-    server, port = start_handler_server(loop_thread, simulator.handle)
-    yield SimHandle(simulator, port)
-    loop_thread.loop.call_soon_threadsafe(server.close)
+    with serve_simulator(loop_thread) as sim:
+        yield sim
 
 
 @pytest.fixture(scope="module")
 def keyed(loop_thread):
-    simulator = Simulator(SimSettings(require_key="gk-right"))
-    server, port = start_handler_server(loop_thread, simulator.handle)
-    yield SimHandle(simulator, port)
-    loop_thread.loop.call_soon_threadsafe(server.close)
+    with serve_simulator(loop_thread, require_key="gk-right") as sim:
+        yield sim
 
 
-_clients: list = []
-
-
-@pytest.fixture(autouse=True)
-def close_clients():
-    yield
-    while _clients:
-        _clients.pop().close()
 
 
 def client(sim: SimHandle, key: str = "gk-test", **options) -> genai.Client:
     """A Gemini API client, kept until the test ends (a dropped genai.Client
     closes its connection pool under the calls still using it)."""
-    _clients.append(genai.Client(api_key=key, http_options={"base_url": sim.url, "timeout": 10_000,
+    return keep(genai.Client(api_key=key, http_options={"base_url": sim.url, "timeout": 10_000,
                                                             **options}))
-    return _clients[-1]
 
 
 def vertex_client(sim: SimHandle, project: str = PROJECT, **options) -> genai.Client:
-    _clients.append(genai.Client(vertexai=True, project=project, location=REGION,
+    return keep(genai.Client(vertexai=True, project=project, location=REGION,
                                  credentials=Credentials("ya29.token"),
                                  http_options={"base_url": sim.url, "timeout": 10_000, **options}))
-    return _clients[-1]
 
 
 def claude(sim: SimHandle, project: str = PROJECT, region: str = REGION, **kw) -> anthropic.AnthropicVertex:
     kw.setdefault("timeout", 10.0)
-    _clients.append(anthropic.AnthropicVertex(base_url=sim.url + "/v1", project_id=project, region=region,
+    return keep(anthropic.AnthropicVertex(base_url=sim.url + "/v1", project_id=project, region=region,
                                               access_token="ya29.token", max_retries=0, **kw))
-    return _clients[-1]
 
 
 def sent(sim: SimHandle) -> dict:

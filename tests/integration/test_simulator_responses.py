@@ -11,9 +11,8 @@ import pytest
 
 from aperture.sim import expected_usage
 from aperture.sim.common import answer_text, answer_words, tool_call_tokens
-from aperture.sim.server import SimSettings, Simulator
 
-from .conftest import SimHandle, start_handler_server
+from .conftest import serve_simulator
 
 FUNCTION = {"type": "function", "name": "check_stock", "description": "Stock level for a SKU",
             "parameters": {"type": "object", "properties": {"sku": {"type": "string"}},
@@ -24,10 +23,8 @@ ARGS = {"sku": "x"}
 
 @pytest.fixture(scope="module")
 def sim(loop_thread):
-    simulator = Simulator(SimSettings())
-    server, port = start_handler_server(loop_thread, simulator.handle)
-    yield SimHandle(simulator, port)
-    loop_thread.loop.call_soon_threadsafe(server.close)
+    with serve_simulator(loop_thread) as sim:
+        yield sim
 
 
 @pytest.fixture(scope="module")
