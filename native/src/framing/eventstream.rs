@@ -45,9 +45,8 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use serde_json::Value;
 
-use crate::extract::{Extract, Tally};
+use crate::extract::{Extract, Parser, Tally, V};
 
 pub const PRELUDE: usize = 12;
 /// Prelude and message CRC.
@@ -61,6 +60,8 @@ const KEEP: usize = 256 * 1024;
 #[derive(Default)]
 pub struct EventStream {
     buf: Vec<u8>,
+    /// The bytes of the last `chunk` (reused).
+    inner: Vec<u8>,
     /// Length of the message being carried; 0 while its prelude is.
     total: usize,
     /// A prelude could not be trusted: nothing more is read.
@@ -97,6 +98,17 @@ pub struct Headers<'a> {
     pub error_message: Option<&'a str>,
 }
 
+/// Header names and values as text: UTF-8 or malformed. Headers are short
+/// and ASCII: checked as such first (the general check costs more to start).
+#[inline]
+fn utf8(b: &[u8]) -> Result<&str, ()> {
+    if b.is_ascii() {
+        // SAFETY: ASCII is UTF-8.
+        return Ok(unsafe { std::str::from_utf8_unchecked(b) });
+    }
+    std::str::from_utf8(b).map_err(|_| ())
+}
+
 /// Read a header section; Err when it is malformed.
 pub fn headers(mut h: &[u8]) -> Result<Headers<'_>, ()> {
     let mut out = Headers::default();
@@ -105,7 +117,7 @@ pub fn headers(mut h: &[u8]) -> Result<Headers<'_>, ()> {
         if rest.len() < n + 1 {
             return Err(());
         }
-        let name = std::str::from_utf8(&rest[..n]).map_err(|_| ())?;
+        let name = utf8(&rest[..n])?;
         let kind = rest[n];
         h = &rest[n + 1..];
         let fixed = match kind {
@@ -127,7 +139,7 @@ pub fn headers(mut h: &[u8]) -> Result<Headers<'_>, ()> {
             return Err(());
         }
         let value = match kind {
-            7 => Some(std::str::from_utf8(&h[2..fixed]).map_err(|_| ())?),
+            7 => Some(utf8(&h[2..fixed])?),
             _ => None,
         };
         h = &h[fixed..];
@@ -143,15 +155,17 @@ pub fn headers(mut h: &[u8]) -> Result<Headers<'_>, ()> {
     Ok(out)
 }
 
-/// The bytes a `chunk` payload wraps: `{"bytes": "<base64>", ...}`.
-pub fn chunk_bytes(payload: &[u8]) -> Option<Vec<u8>> {
-    let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(payload) else {
-        return None;
+/// Decode the bytes a `chunk` payload wraps (`{"bytes": "<base64>", ...}`)
+/// into `out`; false when the payload is anything else.
+pub fn chunk_bytes(payload: &[u8], parser: &mut Parser, out: &mut Vec<u8>) -> bool {
+    out.clear();
+    let Some(root) = parser.parse(payload).filter(V::is_object) else {
+        return false;
     };
-    let Some(Value::String(b64)) = m.get("bytes") else {
-        return None;
+    let Some(b64) = root.get_str("bytes") else {
+        return false;
     };
-    STANDARD.decode(b64.as_bytes()).ok()
+    STANDARD.decode_vec(b64.as_bytes(), out).is_ok()
 }
 
 impl EventStream {
@@ -168,7 +182,7 @@ impl EventStream {
                     return self.lose_framing(t);
                 };
                 if input.len() >= total {
-                    message(&input[..total], d, t);
+                    message(&input[..total], &mut self.inner, d, t);
                     input = &input[total..];
                     continue;
                 }
@@ -195,7 +209,7 @@ impl EventStream {
             input = &input[take..];
             if self.buf.len() == self.total {
                 let mut msg = std::mem::take(&mut self.buf);
-                message(&msg, d, t);
+                message(&msg, &mut self.inner, d, t);
                 self.total = 0;
                 if msg.capacity() <= KEEP {
                     msg.clear();
@@ -213,7 +227,7 @@ impl EventStream {
 }
 
 /// One whole message (its prelude already checked).
-fn message<E: Extract>(msg: &[u8], d: &mut E, t: &mut Tally) {
+fn message<E: Extract>(msg: &[u8], inner: &mut Vec<u8>, d: &mut E, t: &mut Tally) {
     t.events += 1;
     let end = msg.len() - 4;
     if crc32fast::hash(&msg[..end]) as usize != be32(&msg[end..]) {
@@ -228,22 +242,24 @@ fn message<E: Extract>(msg: &[u8], d: &mut E, t: &mut Tally) {
     let payload = &msg[split..end];
     match h.message_type {
         Some("event") => match h.event_type {
-            Some("chunk") => match chunk_bytes(payload) {
-                Some(inner) => d.event(b"", &inner, t),
-                None => t.bad_events += 1,
-            },
+            Some("chunk") => {
+                if chunk_bytes(payload, &mut t.parser, inner) {
+                    d.event(b"", inner, t);
+                } else {
+                    t.bad_events += 1;
+                }
+            }
             name => d.event(name.unwrap_or("").as_bytes(), payload, t),
         },
         Some("exception") => {
             let kind = h.exception_type.unwrap_or("exception");
-            let text = match serde_json::from_slice::<Value>(payload) {
-                Ok(Value::Object(m)) => match m.get("message") {
-                    Some(Value::String(s)) => format!("{kind}: {s}"),
-                    _ => kind.to_string(),
-                },
-                _ => kind.to_string(),
-            };
-            t.error = Some(text);
+            let message = t
+                .parser
+                .parse(payload)
+                .filter(V::is_object)
+                .and_then(|p| p.get_str("message"))
+                .map(|m| format!("{kind}: {m}"));
+            t.error = Some(message.unwrap_or_else(|| kind.to_string()));
         }
         Some("error") => {
             t.error = Some(format!(
@@ -259,7 +275,7 @@ fn message<E: Extract>(msg: &[u8], d: &mut E, t: &mut Tally) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::extract::Object;
+    use crate::extract::V;
 
     #[derive(Default)]
     struct Record(Vec<(String, String)>);
@@ -271,7 +287,7 @@ mod tests {
                 String::from_utf8_lossy(payload).into_owned(),
             ));
         }
-        fn body(&mut self, _body: &Object, _t: &mut Tally) {}
+        fn body(&mut self, _body: V<'_>, _t: &mut Tally) {}
     }
 
     /// wire-formats.md §6.4, the worked example.

@@ -5,8 +5,6 @@
 //! parsed: an object is one event, read by the dialect's whole-body rules, and
 //! makes the response complete; anything else is a bad event.
 
-use serde_json::Value;
-
 use super::MAX_EVENT_BYTES;
 use crate::extract::{Extract, Tally};
 
@@ -37,13 +35,15 @@ impl JsonBody {
             t.bad_events += 1;
             return;
         }
-        match serde_json::from_slice::<Value>(&body) {
-            Ok(Value::Object(m)) => {
+        let mut parser = std::mem::take(&mut t.parser);
+        match parser.parse(&body) {
+            Some(root) if root.is_object() => {
                 t.events += 1;
                 self.parsed = true;
-                d.body(&m, t);
+                d.body(root, t);
             }
             _ => t.bad_events += 1,
         }
+        t.parser = parser;
     }
 }
