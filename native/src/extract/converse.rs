@@ -9,6 +9,7 @@
 //!   input = inputTokens, output = outputTokens, cache_read =
 //!   cacheReadInputTokens, cache_write = cacheWriteInputTokens, reasoning 0.
 //!   It completes the stream.
+//!
 //! Block events without `"toolUse"` are not parsed; other events are ignored.
 //! Exceptions are read by the event-stream framing.
 //!

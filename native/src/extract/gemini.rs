@@ -2,10 +2,10 @@
 //!
 //! Every stream event and the whole body are a `GenerateContentResponse`.
 //! - `usageMetadata` is cumulative: the last one wins as a whole (missing
-//!   fields are 0). input = max(promptTokenCount − cachedContentTokenCount, 0)
-//!   + toolUsePromptTokenCount, output = candidatesTokenCount +
-//!   thoughtsTokenCount, cache_read = cachedContentTokenCount, cache_write = 0,
-//!   reasoning = thoughtsTokenCount.
+//!   fields are 0): input = max(promptTokenCount − cachedContentTokenCount,
+//!   0) plus toolUsePromptTokenCount, output = candidatesTokenCount plus
+//!   thoughtsTokenCount, cache_read = cachedContentTokenCount, cache_write =
+//!   0, reasoning = thoughtsTokenCount.
 //! - Every `candidates[].content.parts[].functionCall` is a call: its `name`
 //!   and `args` as compact JSON ("" when absent). A call arrives whole.
 //! - A candidate with a non-empty string `finishReason` completes the stream.

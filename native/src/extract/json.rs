@@ -193,7 +193,13 @@ fn string(src: &[u8], i: usize) -> Option<(usize, bool)> {
                 }
             }
             0x00..=0x1F => return None,
-            0x80..=0xFF => j = utf8_char(src, j)?,
+            0x80..=0xFF => {
+                // a run of non-ASCII text (CJK, accents): stay here
+                j = utf8_char(src, j)?;
+                while src.get(j).is_some_and(|&b| b >= 0x80) {
+                    j = utf8_char(src, j)?;
+                }
+            }
             _ => j += 1,
         }
     }

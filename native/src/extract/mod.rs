@@ -220,7 +220,9 @@ impl Markers {
                     // most candidates fail there, without a memcmp call
                     if p >= k
                         && payload[p - k] == needle[0]
-                        && needle.get(k + 1).is_none_or(|b| payload.get(p + 1) == Some(b))
+                        && needle
+                            .get(k + 1)
+                            .is_none_or(|b| payload.get(p + 1) == Some(b))
                         && payload[p - k..].starts_with(needle)
                     {
                         return true;
@@ -264,4 +266,66 @@ pub fn keyed_error_text(e: V<'_>, keys: &[&str]) -> String {
 #[inline]
 pub fn uncached(total: u64, cached: u64, written: u64) -> u64 {
     total.saturating_sub(cached).saturating_sub(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_find_what_a_substring_search_finds() {
+        let needles: &[&'static [u8]] = &[
+            b"message_start",
+            b"input_json_delta",
+            b"x.",
+            b".y",
+            b"\"error\"",
+            b"_z",
+        ];
+        // payloads made of needles, their pieces and other bytes
+        let pieces: &[&[u8]] = &[
+            b"message_start",
+            b"message_",
+            b"_start",
+            b"input_json",
+            b"_json_delta",
+            b"x",
+            b".",
+            b"y",
+            b"\"error",
+            b"error\"",
+            b"\"error\"",
+            b"_",
+            b"z",
+            b"e",
+            b"ab",
+        ];
+        let mut state: u64 = 0x2545F4914F6CDD1D;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let mut found = 0;
+        for anchor in [b'_', b'.', b'e', b'#'] {
+            let markers = Markers::new(anchor, needles);
+            for _ in 0..20_000 {
+                let payload: Vec<u8> = (0..next(6))
+                    .flat_map(|_| pieces[next(pieces.len())].to_vec())
+                    .collect();
+                let want = needles
+                    .iter()
+                    .any(|n| memchr::memmem::find(&payload, n).is_some());
+                found += want as usize;
+                assert_eq!(
+                    markers.any(&payload),
+                    want,
+                    "{:?}",
+                    String::from_utf8_lossy(&payload)
+                );
+            }
+        }
+        assert!(found > 10_000 && found < 70_000, "{found}");
+    }
 }

@@ -96,11 +96,9 @@ impl OpenaiResponses {
         };
         let output_index = ev.count("output_index");
         match &*kind {
-            "response.created" | "response.in_progress" => {
-                if t.response_id.is_none() {
-                    if let Some(id) = ev.obj("response").and_then(|r| r.get_str("id")) {
-                        t.response_id = Some(id.into_owned());
-                    }
+            "response.created" | "response.in_progress" if t.response_id.is_none() => {
+                if let Some(id) = ev.obj("response").and_then(|r| r.get_str("id")) {
+                    t.response_id = Some(id.into_owned()); // the first one seen
                 }
             }
             "response.output_item.added" => {

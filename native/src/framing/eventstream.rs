@@ -39,6 +39,7 @@
 //!   type is "exception" when the header is absent).
 //! - `error`: the error "<:error-code>: <:error-message>" ("error" and ""
 //!   when absent).
+//!
 //! Other message types are counted and ignored.
 //!
 //! `aperture/_pure/framing/eventstream.py` is the twin of this module.
@@ -101,21 +102,21 @@ pub struct Headers<'a> {
 /// Header names and values as text: UTF-8 or malformed. Headers are short
 /// and ASCII: checked as such first (the general check costs more to start).
 #[inline]
-fn utf8(b: &[u8]) -> Result<&str, ()> {
+fn utf8(b: &[u8]) -> Option<&str> {
     if b.is_ascii() {
         // SAFETY: ASCII is UTF-8.
-        return Ok(unsafe { std::str::from_utf8_unchecked(b) });
+        return Some(unsafe { std::str::from_utf8_unchecked(b) });
     }
-    std::str::from_utf8(b).map_err(|_| ())
+    std::str::from_utf8(b).ok()
 }
 
-/// Read a header section; Err when it is malformed.
-pub fn headers(mut h: &[u8]) -> Result<Headers<'_>, ()> {
+/// Read a header section; None when it is malformed.
+pub fn headers(mut h: &[u8]) -> Option<Headers<'_>> {
     let mut out = Headers::default();
     while let Some((&n, rest)) = h.split_first() {
         let n = n as usize;
         if rest.len() < n + 1 {
-            return Err(());
+            return None;
         }
         let name = utf8(&rest[..n])?;
         let kind = rest[n];
@@ -129,14 +130,14 @@ pub fn headers(mut h: &[u8]) -> Result<Headers<'_>, ()> {
             9 => 16,
             6 | 7 => {
                 if h.len() < 2 {
-                    return Err(());
+                    return None;
                 }
                 2 + u16::from_be_bytes([h[0], h[1]]) as usize
             }
-            _ => return Err(()),
+            _ => return None,
         };
         if h.len() < fixed {
-            return Err(());
+            return None;
         }
         let value = match kind {
             7 => Some(utf8(&h[2..fixed])?),
@@ -152,7 +153,7 @@ pub fn headers(mut h: &[u8]) -> Result<Headers<'_>, ()> {
             _ => {}
         }
     }
-    Ok(out)
+    Some(out)
 }
 
 /// Decode the bytes a `chunk` payload wraps (`{"bytes": "<base64>", ...}`)
@@ -235,7 +236,7 @@ fn message<E: Extract>(msg: &[u8], inner: &mut Vec<u8>, d: &mut E, t: &mut Tally
         return;
     }
     let split = PRELUDE + be32(&msg[4..]);
-    let Ok(h) = headers(&msg[PRELUDE..split]) else {
+    let Some(h) = headers(&msg[PRELUDE..split]) else {
         t.bad_events += 1;
         return;
     };

@@ -11,6 +11,7 @@
 //!   the `,` between elements, the closing `]`;
 //! - inside an element: the depth of `{` / `[` against `}` / `]`, strings and
 //!   their backslash escapes (a bracket inside a string does not count).
+//!
 //! An element starts at its first byte: `{` or `[` opens a container, which
 //! ends at the byte that brings the depth back to 0; `"` starts a string,
 //! which ends at its closing quote; any other byte starts a bare scalar,
@@ -325,8 +326,8 @@ mod tests {
             );
             assert_eq!((t.events, t.bad_events, closed), (6, 0, true));
         }
-        assert_eq!(read(b"[]", 1).2, true);
-        assert_eq!(read(b"[{}", 1).2, false);
+        assert!(read(b"[]", 1).2);
+        assert!(!read(b"[{}", 1).2);
     }
 
     #[test]
