@@ -141,23 +141,33 @@ fn utf8_char(src: &[u8], j: usize) -> Option<usize> {
 /// The end (just past the closing quote) of the string whose opening quote
 /// is at `i`, and whether it has escapes; None if it is not valid.
 ///
-/// Plain ASCII is passed over 8 bytes at a time; every other byte is looked
-/// at once (a quote, an escape, a control byte, the lead of a UTF-8
-/// character, checked whole).
+/// Bytes are looked at 16 at a time (SSE2) for the ones that stop a plain
+/// run: a quote, a backslash, a control byte, a byte above 0x7F. All the
+/// stops of one block are handled from its mask before the next block is
+/// loaded (the bytes an escape or a UTF-8 character takes are masked off).
+/// The last bytes of the document, and other targets, go 8 at a time.
 fn string(src: &[u8], i: usize) -> Option<(usize, bool)> {
     let n = src.len();
     let mut j = i + 1;
     let mut escaped = false;
-    loop {
-        #[cfg(target_arch = "x86_64")]
-        while j + 16 <= n {
-            let m = stops16(&src[j..j + 16]);
-            if m != 0 {
-                j += m.trailing_zeros() as usize;
+    #[cfg(target_arch = "x86_64")]
+    while j + 16 <= n {
+        let base = j;
+        let mut m = stops16(&src[base..base + 16]);
+        while m != 0 {
+            let p = base + m.trailing_zeros() as usize;
+            if src[p] == b'"' {
+                return Some((p + 1, escaped));
+            }
+            j = past_stop(src, p, &mut escaped)?;
+            if j >= base + 16 {
                 break;
             }
-            j += 16;
+            m &= !0u32 << (j - base);
         }
+        j = j.max(base + 16);
+    }
+    loop {
         while j + 8 <= n {
             let m = stops(u64::from_le_bytes(src[j..j + 8].try_into().unwrap()));
             if m != 0 {
@@ -167,41 +177,45 @@ fn string(src: &[u8], i: usize) -> Option<(usize, bool)> {
             j += 8;
         }
         let b = *src.get(j)?;
-        match b {
-            b'"' => return Some((j + 1, escaped)),
-            b'\\' => {
-                escaped = true;
-                match *src.get(j + 1)? {
-                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => j += 2,
-                    b'u' => {
-                        let n = hex4(src, j + 2)?;
-                        j += 6;
-                        if (0xDC00..=0xDFFF).contains(&n) {
-                            return None; // a low surrogate alone
-                        }
-                        if (0xD800..=0xDBFF).contains(&n) {
-                            if src.get(j..j + 2)? != b"\\u" {
-                                return None;
-                            }
-                            if !(0xDC00..=0xDFFF).contains(&hex4(src, j + 2)?) {
-                                return None;
-                            }
-                            j += 6;
-                        }
-                    }
-                    _ => return None,
-                }
-            }
-            0x00..=0x1F => return None,
-            0x80..=0xFF => {
-                // a run of non-ASCII text (CJK, accents): stay here
-                j = utf8_char(src, j)?;
-                while src.get(j).is_some_and(|&b| b >= 0x80) {
-                    j = utf8_char(src, j)?;
-                }
-            }
-            _ => j += 1,
+        if b == b'"' {
+            return Some((j + 1, escaped));
         }
+        j = past_stop(src, j, &mut escaped)?;
+    }
+}
+
+/// Past the byte at `p` inside a string (not its closing quote): an escape,
+/// a UTF-8 character, or a plain byte; None when it is not valid there.
+#[inline]
+fn past_stop(src: &[u8], p: usize, escaped: &mut bool) -> Option<usize> {
+    match src[p] {
+        b'\\' => {
+            *escaped = true;
+            match *src.get(p + 1)? {
+                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Some(p + 2),
+                b'u' => {
+                    let n = hex4(src, p + 2)?;
+                    let j = p + 6;
+                    if (0xDC00..=0xDFFF).contains(&n) {
+                        return None; // a low surrogate alone
+                    }
+                    if !(0xD800..=0xDBFF).contains(&n) {
+                        return Some(j);
+                    }
+                    // a high surrogate: its low half must follow
+                    if src.get(j..j + 2)? != b"\\u"
+                        || !(0xDC00..=0xDFFF).contains(&hex4(src, j + 2)?)
+                    {
+                        return None;
+                    }
+                    Some(j + 6)
+                }
+                _ => None,
+            }
+        }
+        0x00..=0x1F => None,
+        0x80..=0xFF => utf8_char(src, p),
+        _ => Some(p + 1),
     }
 }
 

@@ -106,6 +106,7 @@ pub struct JsonArray {
     esc: bool,
     buf: Vec<u8>, // the element's bytes carried from earlier chunks
     len: usize,   // the element's length so far
+    last: usize,  // the length of the last element (a guess at the next one's)
     over: bool,   // longer than MAX_EVENT_BYTES: not kept
 }
 
@@ -134,7 +135,11 @@ impl JsonArray {
                 State::Start if b == b'[' => self.state = State::First,
                 State::First if b == b']' => self.close(),
                 State::First | State::Next if !matches!(b, b',' | b']' | b'}' | b':') => {
-                    if (b == b'{' || b == b'[') && self.whole_element(chunk, &mut i, d, t) {
+                    // The fast path is tried when the element may end in this
+                    // chunk (elements of a stream are alike in size); either
+                    // path reads the same.
+                    let fits = n - i >= self.last;
+                    if (b == b'{' || b == b'[') && fits && self.whole_element(chunk, &mut i, d, t) {
                         continue;
                     }
                     self.depth = (b == b'{' || b == b'[') as u64;
@@ -179,6 +184,7 @@ impl JsonArray {
         let done = match parser.parse_prefix(&chunk[*i..]) {
             Some((root, end)) => {
                 t.events += 1;
+                self.last = end;
                 if end > MAX_EVENT_BYTES {
                     t.bad_events += 1;
                 } else {
@@ -255,6 +261,9 @@ impl JsonArray {
     /// `seg` is the next part of the element; `done` when it is the last.
     fn take<E: Extract>(&mut self, seg: &[u8], done: bool, d: &mut E, t: &mut Tally) {
         self.len += seg.len();
+        if done {
+            self.last = self.len;
+        }
         if !self.over && self.len > MAX_EVENT_BYTES {
             self.over = true;
             self.buf = Vec::new();
