@@ -42,11 +42,37 @@ const ESCAPED: u8 = 1;
 
 #[derive(Clone, Copy, Debug)]
 struct Node {
-    start: usize,
-    end: usize,
+    // u32 offsets keep a node at 16 bytes; `tape` refuses documents of 4 GiB
+    // or more (never reached: every framing bounds an event far below that)
+    start: u32,
+    end: u32,
     /// Index of the node after this value's subtree.
-    next: usize,
+    next: u32,
     flags: u8,
+}
+
+impl Node {
+    #[inline]
+    fn new(start: usize, end: usize, next: usize, flags: u8) -> Node {
+        Node {
+            start: start as u32,
+            end: end as u32,
+            next: next as u32,
+            flags,
+        }
+    }
+
+    fn start(&self) -> usize {
+        self.start as usize
+    }
+
+    fn end(&self) -> usize {
+        self.end as usize
+    }
+
+    fn next(&self) -> usize {
+        self.next as usize
+    }
 }
 
 /// Reusable buffers; `parse` borrows them for one document.
@@ -268,6 +294,14 @@ impl Parser {
         })
     }
 
+    /// Let go of a node buffer grown by an unusually large document (the
+    /// buffer is kept between events otherwise).
+    pub fn trim(&mut self) {
+        if self.nodes.capacity() > 64 * 1024 {
+            self.nodes = Vec::new();
+        }
+    }
+
     /// Validate the one JSON value `src` starts with (no whitespace before
     /// it); its root and the offset just past it, or None. What follows the
     /// value is not looked at.
@@ -288,6 +322,9 @@ impl Parser {
     fn tape(&mut self, src: &[u8], whole: bool) -> Option<usize> {
         self.nodes.clear();
         self.stack.clear();
+        if src.len() >= u32::MAX as usize {
+            return None;
+        }
         let n = src.len();
         let nodes = &mut self.nodes;
         let stack = &mut self.stack;
@@ -301,12 +338,7 @@ impl Parser {
                     if stack.len() >= MAX_DEPTH {
                         return None;
                     }
-                    nodes.push(Node {
-                        start: i,
-                        end: 0,
-                        next: 0,
-                        flags: 0,
-                    });
+                    nodes.push(Node::new(i, 0, 0, 0));
                     stack.push(at);
                     i = ws(src, i + 1);
                     let close = if b == b'{' { b'}' } else { b']' };
@@ -321,22 +353,12 @@ impl Parser {
                 b'"' => {
                     let (end, escaped) = string(src, i)?;
                     let flags = if escaped { ESCAPED } else { 0 };
-                    nodes.push(Node {
-                        start: i,
-                        end,
-                        next: at + 1,
-                        flags,
-                    });
+                    nodes.push(Node::new(i, end, at + 1, flags));
                     i = end;
                 }
                 b'-' | b'0'..=b'9' => {
                     let end = number(src, i)?;
-                    nodes.push(Node {
-                        start: i,
-                        end,
-                        next: at + 1,
-                        flags: 0,
-                    });
+                    nodes.push(Node::new(i, end, at + 1, 0));
                     i = end;
                 }
                 _ => {
@@ -349,12 +371,7 @@ impl Parser {
                     if !src[i..].starts_with(word) {
                         return None;
                     }
-                    nodes.push(Node {
-                        start: i,
-                        end: i + word.len(),
-                        next: at + 1,
-                        flags: 0,
-                    });
+                    nodes.push(Node::new(i, i + word.len(), at + 1, 0));
                     i += word.len();
                 }
             }
@@ -367,7 +384,7 @@ impl Parser {
                     return (ws(src, i) == n).then_some(n);
                 };
                 i = ws(src, i);
-                let in_object = src[nodes[top].start] == b'{';
+                let in_object = src[nodes[top].start()] == b'{';
                 match *src.get(i)? {
                     b',' => {
                         i = ws(src, i + 1);
@@ -381,8 +398,8 @@ impl Parser {
                     _ => return None,
                 }
                 i += 1;
-                nodes[top].end = i;
-                nodes[top].next = nodes.len();
+                nodes[top].end = i as u32;
+                nodes[top].next = nodes.len() as u32;
                 stack.pop();
             }
         }
@@ -398,12 +415,7 @@ fn key(src: &[u8], i: usize, nodes: &mut Vec<Node>) -> Option<usize> {
     let (end, escaped) = string(src, i)?;
     let at = nodes.len();
     let flags = if escaped { ESCAPED } else { 0 };
-    nodes.push(Node {
-        start: i,
-        end,
-        next: at + 1,
-        flags,
-    });
+    nodes.push(Node::new(i, end, at + 1, flags));
     let j = ws(src, end);
     if src.get(j) != Some(&b':') {
         return None;
@@ -425,13 +437,13 @@ impl<'a> V<'a> {
     }
 
     fn first(&self) -> u8 {
-        self.src[self.node().start]
+        self.src[self.node().start()]
     }
 
     /// The value's bytes as written.
     pub fn raw(&self) -> &'a [u8] {
         let n = self.node();
-        &self.src[n.start..n.end]
+        &self.src[n.start()..n.end()]
     }
 
     pub fn is_object(&self) -> bool {
@@ -450,7 +462,7 @@ impl<'a> V<'a> {
     pub fn members(&self) -> impl Iterator<Item = (V<'a>, V<'a>)> + 'a {
         let this = *self;
         let end = if self.is_object() {
-            self.node().next
+            self.node().next()
         } else {
             self.at + 1
         };
@@ -460,7 +472,7 @@ impl<'a> V<'a> {
                 return None;
             }
             let (key, value) = (this.at(k), this.at(k + 1));
-            k = value.node().next;
+            k = value.node().next();
             Some((key, value))
         })
     }
@@ -469,7 +481,7 @@ impl<'a> V<'a> {
     pub fn items(&self) -> impl Iterator<Item = V<'a>> + 'a {
         let this = *self;
         let end = if self.first() == b'[' {
-            self.node().next
+            self.node().next()
         } else {
             self.at + 1
         };
@@ -479,7 +491,7 @@ impl<'a> V<'a> {
                 return None;
             }
             let item = this.at(k);
-            k = item.node().next;
+            k = item.node().next();
             Some(item)
         })
     }
@@ -530,7 +542,7 @@ impl<'a> V<'a> {
             let n = k.node();
             if n.flags & ESCAPED == 0 {
                 // the common case: compare the key's bytes as written
-                let text = &self.src[n.start + 1..n.end - 1];
+                let text = &self.src[n.start() + 1..n.end() - 1];
                 for (slot, key) in keys.iter().enumerate() {
                     if text.len() == key.len() && text == key.as_bytes() {
                         out[slot] = Some(v);

@@ -14,10 +14,12 @@
 //!   object counts in `bad_events`; one that is not parsed never does. The
 //!   markers are part of the observable behaviour and are mirrored exactly by
 //!   `aperture/_pure/extract/`.
-//! - JSON follows serde_json with `preserve_order` (a tool input written back
-//!   keeps its members in the provider's order) and `arbitrary_precision`
-//!   (numbers keep their text). A token count is a JSON integer in
-//!   0..=u64::MAX; anything else is absent.
+//! - JSON is read by serde_json's rules (`json.rs` validates them in one pass
+//!   and reads the document without building a tree); a value written back (a
+//!   tool input) is serde_json's compact text with `preserve_order` (members
+//!   in the provider's order) and `arbitrary_precision` (numbers keep their
+//!   text). A token count is a JSON integer in 0..=u64::MAX; anything else is
+//!   absent.
 //! - `input` is the input NOT served from cache (Anthropic's meaning),
 //!   `output` includes reasoning, `reasoning` is the part of output spent on
 //!   reasoning. Sums saturate at u64::MAX, differences at 0.
@@ -69,6 +71,7 @@ impl Tally {
             Some(root) if root.is_object() => f(root, self),
             _ => self.bad_events += 1,
         }
+        parser.trim();
         self.parser = parser;
     }
 

@@ -249,6 +249,9 @@ fn message<E: Extract>(msg: &[u8], inner: &mut Vec<u8>, d: &mut E, t: &mut Tally
                 } else {
                     t.bad_events += 1;
                 }
+                if inner.capacity() > KEEP {
+                    *inner = Vec::new(); // an unusually large chunk
+                }
             }
             name => d.event(name.unwrap_or("").as_bytes(), payload, t),
         },

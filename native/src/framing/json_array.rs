@@ -196,6 +196,7 @@ impl JsonArray {
             }
             None => false,
         };
+        parser.trim();
         t.parser = parser;
         done
     }

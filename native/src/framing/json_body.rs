@@ -44,6 +44,7 @@ impl JsonBody {
             }
             _ => t.bad_events += 1,
         }
+        parser.trim();
         t.parser = parser;
     }
 }
