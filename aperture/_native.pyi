@@ -74,12 +74,12 @@ class Meter:
     json_array, json)", likewise for the dialect). Every combination of a
     known framing and a known dialect works; the ones providers send are:
 
-    | framing     | dialects                                        |
-    |-------------|-------------------------------------------------|
+    | framing     | dialects                                         |
+    |-------------|--------------------------------------------------|
     | sse         | anthropic, openai_chat, openai_responses, gemini |
     | eventstream | anthropic (Bedrock InvokeModel), converse        |
-    | json_array  | gemini                                          |
-    | json        | all five                                        |
+    | json_array  | gemini                                           |
+    | json        | all five                                         |
 
     feed() never raises on bad input and reads the same however the body is
     split into chunks (bytes are read in place, a bytearray is copied);
@@ -129,7 +129,8 @@ class Meter:
     json: a whole JSON body, kept up to 16 MiB (over that: dropped, nothing
         counted, one bad event at finish()). finish() parses it: an object
         is one event read by the dialect's whole-body rules, and makes the
-        response complete; anything else is a bad event.
+        response complete; anything else (an empty body included) is a bad
+        event. Only finish() reads the body: until then nothing is counted.
 
     Dialects
     --------

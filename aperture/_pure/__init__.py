@@ -11,7 +11,7 @@ rule here is mirrored in `native/src/`, file for file:
     framing/json_array.py   native/src/framing/json_array.rs
     framing/json_body.py    native/src/framing/json_body.rs
     extract/*.py            native/src/extract/*.rs     one per dialect
-    jsonrules.py            serde_json's rules, as the native side parses JSON
+    jsonrules.py            native/src/extract/json.rs  serde_json's rules for reading JSON
 """
 
 from __future__ import annotations

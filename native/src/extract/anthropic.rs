@@ -19,19 +19,20 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-use serde_json::Value;
-
-use super::{compact, count, error_text, obj, string, Extract, Markers, Object, Tally};
+use super::{error_text, Extract, Markers, Tally, V};
 
 static MARKERS: LazyLock<Markers> = LazyLock::new(|| {
-    Markers::new(&[
-        b"message_start",
-        b"message_delta",
-        b"message_stop",
-        b"content_block_start",
-        b"input_json_delta",
-        b"\"error\"",
-    ])
+    Markers::new(
+        b'_',
+        &[
+            b"message_start",
+            b"message_delta",
+            b"message_stop",
+            b"content_block_start",
+            b"input_json_delta",
+            b"\"error\"",
+        ],
+    )
 });
 
 #[derive(Default)]
@@ -54,92 +55,99 @@ const BEDROCK_KEYS: [&str; 4] = [
 ];
 
 /// Present integers of `usage` replace the readings; nothing is added.
-fn read_usage(usage: Option<&Value>, t: &mut Tally) {
-    let Some(usage) = obj(usage) else { return };
+fn read_usage(usage: Option<V<'_>>, t: &mut Tally) {
+    let Some(usage) = usage.filter(V::is_object) else {
+        return;
+    };
     for (slot, key) in USAGE_KEYS.iter().enumerate() {
-        if let Some(v) = count(usage.get(*key)) {
+        if let Some(v) = usage.count(key) {
             t.usage[slot] = v;
         }
     }
-    if let Some(details) = obj(usage.get("output_tokens_details")) {
-        if let Some(v) = count(details.get("reasoning_tokens")) {
+    if let Some(details) = usage.obj("output_tokens_details") {
+        if let Some(v) = details.count("reasoning_tokens") {
             t.usage[4] = v;
         }
     }
 }
 
-fn is_tool_block(block: &Object) -> bool {
-    matches!(
-        string(block.get("type")),
-        Some("tool_use" | "server_tool_use")
-    )
+fn is_tool_block(block: V<'_>) -> bool {
+    block.is_object()
+        && block
+            .get("type")
+            .is_some_and(|k| k.is_str("tool_use") || k.is_str("server_tool_use"))
 }
 
-impl Extract for Anthropic {
-    fn event(&mut self, _name: &[u8], payload: &[u8], t: &mut Tally) {
-        if !MARKERS.any(payload) {
+impl Anthropic {
+    fn read(&mut self, ev: V<'_>, t: &mut Tally) {
+        let Some(kind) = ev.get_str("type") else {
             return;
-        }
-        let Some(ev) = t.parse(payload) else { return };
-        match string(ev.get("type")) {
-            Some("message_start") => {
-                if let Some(msg) = obj(ev.get("message")) {
+        };
+        match &*kind {
+            "message_start" => {
+                if let Some(msg) = ev.obj("message") {
                     read_usage(msg.get("usage"), t);
                 }
             }
-            Some("message_delta") => read_usage(ev.get("usage"), t),
-            Some("message_stop") => {
+            "message_delta" => read_usage(ev.get("usage"), t),
+            "message_stop" => {
                 t.complete = true;
-                if let Some(m) = obj(ev.get("amazon-bedrock-invocationMetrics")) {
+                if let Some(m) = ev.obj("amazon-bedrock-invocationMetrics") {
                     for (slot, key) in BEDROCK_KEYS.iter().enumerate() {
-                        if let Some(v) = count(m.get(*key)) {
+                        if let Some(v) = m.count(key) {
                             t.usage[slot] = v;
                         }
                     }
                 }
             }
-            Some("content_block_start") => {
-                let Some(block) = obj(ev.get("content_block")) else {
+            "content_block_start" => {
+                let Some(block) = ev.get("content_block").filter(|b| is_tool_block(*b)) else {
                     return;
                 };
-                if !is_tool_block(block) {
-                    return;
-                }
-                let fallback = block.get("input").map(compact).unwrap_or_default();
-                let k = t.call(string(block.get("name")).unwrap_or(""), "", fallback);
-                self.by_block.insert(count(ev.get("index")), k);
+                let fallback = block.get("input").map(|v| v.compact()).unwrap_or_default();
+                let name = block.get_str("name");
+                let k = t.call(name.as_deref().unwrap_or(""), "", fallback);
+                self.by_block.insert(ev.count("index"), k);
             }
-            Some("content_block_delta") => {
-                let Some(delta) = obj(ev.get("delta")) else {
-                    return;
-                };
-                if string(delta.get("type")) != Some("input_json_delta") {
+            "content_block_delta" => {
+                let Some(delta) = ev.obj("delta") else { return };
+                if !delta
+                    .get("type")
+                    .is_some_and(|k| k.is_str("input_json_delta"))
+                {
                     return;
                 }
-                let Some(part) = string(delta.get("partial_json")) else {
+                let Some(part) = delta.get_str("partial_json") else {
                     return;
                 };
-                if let Some(&k) = self.by_block.get(&count(ev.get("index"))) {
-                    t.calls[k].args.push_str(part);
+                if let Some(&k) = self.by_block.get(&ev.count("index")) {
+                    t.calls[k].args.push_str(&part);
                 }
             }
-            Some("error") => t.error = Some(error_text(ev.get("error"))),
+            "error" => t.error = Some(error_text(ev.get("error"))),
             _ => {}
         }
     }
+}
 
-    fn body(&mut self, body: &Object, t: &mut Tally) {
+impl Extract for Anthropic {
+    fn event(&mut self, _name: &[u8], payload: &[u8], t: &mut Tally) {
+        if MARKERS.any(payload) {
+            t.read(payload, |ev, t| self.read(ev, t));
+        }
+    }
+
+    fn body(&mut self, body: V<'_>, t: &mut Tally) {
         read_usage(body.get("usage"), t);
-        if let Some(content) = body.get("content").and_then(Value::as_array) {
-            for block in content.iter().filter_map(Value::as_object) {
-                if is_tool_block(block) {
-                    let args = block.get("input").map(compact);
-                    let args = args.as_deref().unwrap_or("{}");
-                    t.call(string(block.get("name")).unwrap_or(""), args, String::new());
-                }
+        for block in body.get("content").into_iter().flat_map(|c| c.items()) {
+            if is_tool_block(block) {
+                let args = block.get("input").map(|v| v.compact());
+                let name = block.get_str("name");
+                let args = args.as_deref().unwrap_or("{}");
+                t.call(name.as_deref().unwrap_or(""), args, String::new());
             }
         }
-        if let Some(e @ Value::Object(_)) = body.get("error") {
+        if let Some(e) = body.obj("error") {
             t.error = Some(error_text(Some(e)));
         }
     }
@@ -200,15 +208,19 @@ mod tests {
         assert_eq!((t.bad_events, t.complete), (2, false));
     }
 
+    fn body_of(src: &str) -> Tally {
+        let mut t = Tally::default();
+        let mut p = super::super::Parser::default();
+        Anthropic::default().body(p.parse(src.as_bytes()).unwrap(), &mut t);
+        t
+    }
+
     #[test]
     fn body() {
-        let body: Value = serde_json::from_str(
+        let t = body_of(
             r#"{"type":"message","content":[{"type":"text","text":"hi"},{"type":"tool_use","name":"a","input":{"x":[1,2]}},{"type":"server_tool_use","name":"b"}],
                 "usage":{"input_tokens":3,"output_tokens":4,"cache_read_input_tokens":5,"cache_creation_input_tokens":6,"output_tokens_details":{"reasoning_tokens":2}}}"#,
-        )
-        .unwrap();
-        let mut t = Tally::default();
-        Anthropic::default().body(body.as_object().unwrap(), &mut t);
+        );
         assert_eq!(t.usage, [3, 4, 5, 6, 2]);
         assert_eq!(
             t.tool_calls(),
@@ -217,12 +229,9 @@ mod tests {
                 ("b".into(), "{}".into())
             ]
         );
-        let body: Value = serde_json::from_str(
+        let t = body_of(
             r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
-        )
-        .unwrap();
-        let mut t = Tally::default();
-        Anthropic::default().body(body.as_object().unwrap(), &mut t);
+        );
         assert_eq!(t.error.as_deref(), Some("overloaded_error: Overloaded"));
     }
 }

@@ -9,6 +9,7 @@
 //!   input = inputTokens, output = outputTokens, cache_read =
 //!   cacheReadInputTokens, cache_write = cacheWriteInputTokens, reasoning 0.
 //!   It completes the stream.
+//!
 //! Block events without `"toolUse"` are not parsed; other events are ignored.
 //! Exceptions are read by the event-stream framing.
 //!
@@ -20,21 +21,42 @@ use std::collections::HashMap;
 
 use memchr::memmem;
 
-use super::{arr, compact, count, count0, obj, string, Extract, Object, Tally};
+use super::{Extract, Tally, V};
 
 #[derive(Default)]
 pub struct Converse {
     by_block: HashMap<Option<u64>, usize>,
 }
 
-fn read_usage(u: &Object, t: &mut Tally) {
+fn read_usage(u: V<'_>, t: &mut Tally) {
     t.usage = [
-        count0(u.get("inputTokens")),
-        count0(u.get("outputTokens")),
-        count0(u.get("cacheReadInputTokens")),
-        count0(u.get("cacheWriteInputTokens")),
+        u.count0("inputTokens"),
+        u.count0("outputTokens"),
+        u.count0("cacheReadInputTokens"),
+        u.count0("cacheWriteInputTokens"),
         0,
     ];
+}
+
+impl Converse {
+    fn block_start(&mut self, ev: V<'_>, t: &mut Tally) {
+        let Some(tool) = ev.obj("start").and_then(|s| s.obj("toolUse")) else {
+            return;
+        };
+        let name = tool.get_str("name");
+        let k = t.call(name.as_deref().unwrap_or(""), "", String::new());
+        self.by_block.insert(ev.count("contentBlockIndex"), k);
+    }
+
+    fn block_delta(&mut self, ev: V<'_>, t: &mut Tally) {
+        let tool = ev.obj("delta").and_then(|d| d.obj("toolUse"));
+        let Some(input) = tool.and_then(|u| u.get_str("input")) else {
+            return;
+        };
+        if let Some(&k) = self.by_block.get(&ev.count("contentBlockIndex")) {
+            t.calls[k].args.push_str(&input);
+        }
+    }
 }
 
 impl Extract for Converse {
@@ -44,51 +66,35 @@ impl Extract for Converse {
                 if memmem::find(payload, b"\"toolUse\"").is_none() {
                     return;
                 }
-                let Some(ev) = t.parse(payload) else { return };
-                let index = count(ev.get("contentBlockIndex"));
                 if name == b"contentBlockStart" {
-                    let start = obj(ev.get("start"));
-                    let Some(tool) = obj(start.and_then(|s| s.get("toolUse"))) else {
-                        return;
-                    };
-                    let k = t.call(string(tool.get("name")).unwrap_or(""), "", String::new());
-                    self.by_block.insert(index, k);
+                    t.read(payload, |ev, t| self.block_start(ev, t));
                 } else {
-                    let delta = obj(ev.get("delta"));
-                    let tool = obj(delta.and_then(|d| d.get("toolUse")));
-                    let Some(input) = string(tool.and_then(|u| u.get("input"))) else {
-                        return;
-                    };
-                    if let Some(&k) = self.by_block.get(&index) {
-                        t.calls[k].args.push_str(input);
-                    }
+                    t.read(payload, |ev, t| self.block_delta(ev, t));
                 }
             }
-            b"metadata" => {
-                let Some(ev) = t.parse(payload) else { return };
-                if let Some(u) = obj(ev.get("usage")) {
+            b"metadata" => t.read(payload, |ev, t| {
+                if let Some(u) = ev.obj("usage") {
                     read_usage(u, t);
                 }
                 t.complete = true;
-            }
+            }),
             _ => {}
         }
     }
 
-    fn body(&mut self, body: &Object, t: &mut Tally) {
-        if let Some(u) = obj(body.get("usage")) {
+    fn body(&mut self, body: V<'_>, t: &mut Tally) {
+        if let Some(u) = body.obj("usage") {
             read_usage(u, t);
         }
-        let message = obj(obj(body.get("output")).and_then(|o| o.get("message")));
-        for block in arr(message.and_then(|m| m.get("content")))
-            .into_iter()
-            .flatten()
-        {
-            let Some(tool) = obj(block.as_object().and_then(|b| b.get("toolUse"))) else {
+        let message = body.obj("output").and_then(|o| o.obj("message"));
+        let content = message.and_then(|m| m.get("content"));
+        for block in content.into_iter().flat_map(|c| c.items()) {
+            let Some(tool) = block.is_object().then(|| block.obj("toolUse")).flatten() else {
                 continue;
             };
-            let args = tool.get("input").map(compact).unwrap_or_default();
-            t.call(string(tool.get("name")).unwrap_or(""), &args, String::new());
+            let args = tool.get("input").map(|v| v.compact()).unwrap_or_default();
+            let name = tool.get_str("name");
+            t.call(name.as_deref().unwrap_or(""), &args, String::new());
         }
     }
 }
@@ -139,13 +145,11 @@ mod tests {
 
     #[test]
     fn body() {
-        let body: serde_json::Value = serde_json::from_str(
-            r#"{"output":{"message":{"role":"assistant","content":[{"text":"hi"},{"toolUse":{"toolUseId":"t1","name":"f","input":{"a":1}}}]}},
-                "stopReason":"tool_use","usage":{"inputTokens":3,"outputTokens":4,"totalTokens":7,"cacheWriteInputTokens":2}}"#,
-        )
-        .unwrap();
+        let src = r#"{"output":{"message":{"role":"assistant","content":[{"text":"hi"},{"toolUse":{"toolUseId":"t1","name":"f","input":{"a":1}}}]}},
+                "stopReason":"tool_use","usage":{"inputTokens":3,"outputTokens":4,"totalTokens":7,"cacheWriteInputTokens":2}}"#;
         let mut t = Tally::default();
-        Converse::default().body(body.as_object().unwrap(), &mut t);
+        let mut p = super::super::Parser::default();
+        Converse::default().body(p.parse(src.as_bytes()).unwrap(), &mut t);
         assert_eq!(t.usage, [3, 4, 0, 2, 0]);
         assert_eq!(t.tool_calls(), vec![("f".into(), "{\"a\":1}".into())]);
     }

@@ -2,10 +2,10 @@
 //!
 //! Every stream event and the whole body are a `GenerateContentResponse`.
 //! - `usageMetadata` is cumulative: the last one wins as a whole (missing
-//!   fields are 0). input = max(promptTokenCount − cachedContentTokenCount, 0)
-//!   + toolUsePromptTokenCount, output = candidatesTokenCount +
-//!   thoughtsTokenCount, cache_read = cachedContentTokenCount, cache_write = 0,
-//!   reasoning = thoughtsTokenCount.
+//!   fields are 0): input = max(promptTokenCount − cachedContentTokenCount,
+//!   0) plus toolUsePromptTokenCount, output = candidatesTokenCount plus
+//!   thoughtsTokenCount, cache_read = cachedContentTokenCount, cache_write =
+//!   0, reasoning = thoughtsTokenCount.
 //! - Every `candidates[].content.parts[].functionCall` is a call: its `name`
 //!   and `args` as compact JSON ("" when absent). A call arrives whole.
 //! - A candidate with a non-empty string `finishReason` completes the stream.
@@ -17,29 +17,35 @@
 
 use std::sync::LazyLock;
 
-use serde_json::Value;
-
-use super::{arr, compact, count0, obj, string, Extract, Markers, Object, Tally};
+use super::{Extract, Markers, Tally, V};
 
 static MARKERS: LazyLock<Markers> = LazyLock::new(|| {
-    Markers::new(&[
-        b"usageMetadata",
-        b"functionCall",
-        b"finishReason",
-        b"\"error\"",
-    ])
+    Markers::new(
+        b'M',
+        &[
+            b"usageMetadata",
+            b"functionCall",
+            b"finishReason",
+            b"\"error\"",
+        ],
+    )
 });
 
 #[derive(Default)]
 pub struct Gemini;
 
-fn read(r: &Object, t: &mut Tally) {
-    if let Some(u) = obj(r.get("usageMetadata")) {
-        let prompt = count0(u.get("promptTokenCount"));
-        let cached = count0(u.get("cachedContentTokenCount"));
-        let tool = count0(u.get("toolUsePromptTokenCount"));
-        let candidates = count0(u.get("candidatesTokenCount"));
-        let thoughts = count0(u.get("thoughtsTokenCount"));
+fn read(r: V<'_>, t: &mut Tally) {
+    let [usage, candidates, error] = r.pick(["usageMetadata", "candidates", "error"]);
+    if let Some(u) = usage.filter(V::is_object) {
+        let [prompt, cached, tool, candidates, thoughts] = u
+            .pick([
+                "promptTokenCount",
+                "cachedContentTokenCount",
+                "toolUsePromptTokenCount",
+                "candidatesTokenCount",
+                "thoughtsTokenCount",
+            ])
+            .map(|v| v.and_then(|v| v.u64()).unwrap_or(0));
         t.usage = [
             prompt.saturating_sub(cached).saturating_add(tool),
             candidates.saturating_add(thoughts),
@@ -48,50 +54,56 @@ fn read(r: &Object, t: &mut Tally) {
             thoughts,
         ];
     }
-    for candidate in arr(r.get("candidates")).into_iter().flatten() {
-        let Some(candidate) = candidate.as_object() else {
+    for candidate in candidates.into_iter().flat_map(|c| c.items()) {
+        if !candidate.is_object() {
             continue;
-        };
-        if let Some(reason) = string(candidate.get("finishReason")) {
-            if !reason.is_empty() {
-                t.complete = true;
-            }
         }
-        let parts = arr(obj(candidate.get("content")).and_then(|c| c.get("parts")));
-        for part in parts.into_iter().flatten() {
-            let Some(call) = obj(part.as_object().and_then(|p| p.get("functionCall"))) else {
+        if candidate
+            .get_str("finishReason")
+            .is_some_and(|reason| !reason.is_empty())
+        {
+            t.complete = true;
+        }
+        let parts = candidate.obj("content").and_then(|c| c.get("parts"));
+        for part in parts.into_iter().flat_map(|p| p.items()) {
+            let Some(call) = part.is_object().then(|| part.obj("functionCall")).flatten() else {
                 continue;
             };
-            let args = call.get("args").map(compact).unwrap_or_default();
-            t.call(string(call.get("name")).unwrap_or(""), &args, String::new());
+            let args = call.get("args").map(|a| a.compact()).unwrap_or_default();
+            let name = call.get_str("name");
+            t.call(name.as_deref().unwrap_or(""), &args, String::new());
         }
     }
-    if let Some(Value::Object(e)) = r.get("error") {
+    if let Some(e) = error.filter(V::is_object) {
         let kind = match (e.get("status"), e.get("code")) {
-            (Some(Value::String(s)), _) => s.clone(),
-            (_, Some(Value::String(s))) => s.clone(),
-            (_, Some(n @ Value::Number(_))) => compact(n),
+            (Some(s), _) if s.str().is_some() => s.str().unwrap_or_default().into_owned(),
+            (_, Some(c)) if c.str().is_some() => c.str().unwrap_or_default().into_owned(),
+            (_, Some(c)) if c.is_number() => c.compact(),
             _ => "error".to_string(),
         };
-        t.error = Some(format!(
-            "{}: {}",
-            kind,
-            string(e.get("message")).unwrap_or("")
-        ));
+        let message = e.get_str("message");
+        t.error = Some(format!("{}: {}", kind, message.as_deref().unwrap_or("")));
     }
 }
 
 impl Extract for Gemini {
     fn event(&mut self, _name: &[u8], payload: &[u8], t: &mut Tally) {
-        if !MARKERS.any(payload) {
-            return;
-        }
-        if let Some(r) = t.parse(payload) {
-            read(&r, t);
+        if MARKERS.any(payload) {
+            t.read(payload, read);
         }
     }
 
-    fn body(&mut self, body: &Object, t: &mut Tally) {
+    fn parsed_event(&mut self, _name: &[u8], payload: &[u8], root: V<'_>, t: &mut Tally) {
+        if MARKERS.any(payload) {
+            if root.is_object() {
+                read(root, t);
+            } else {
+                t.bad_events += 1;
+            }
+        }
+    }
+
+    fn body(&mut self, body: V<'_>, t: &mut Tally) {
         read(body, t);
     }
 }

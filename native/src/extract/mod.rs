@@ -14,10 +14,12 @@
 //!   object counts in `bad_events`; one that is not parsed never does. The
 //!   markers are part of the observable behaviour and are mirrored exactly by
 //!   `aperture/_pure/extract/`.
-//! - JSON follows serde_json with `preserve_order` (a tool input written back
-//!   keeps its members in the provider's order) and `arbitrary_precision`
-//!   (numbers keep their text). A token count is a JSON integer in
-//!   0..=u64::MAX; anything else is absent.
+//! - JSON is read by serde_json's rules (`json.rs` validates them in one pass
+//!   and reads the document without building a tree); a value written back (a
+//!   tool input) is serde_json's compact text with `preserve_order` (members
+//!   in the provider's order) and `arbitrary_precision` (numbers keep their
+//!   text). A token count is a JSON integer in 0..=u64::MAX; anything else is
+//!   absent.
 //! - `input` is the input NOT served from cache (Anthropic's meaning),
 //!   `output` includes reasoning, `reasoning` is the part of output spent on
 //!   reasoning. Sums saturate at u64::MAX, differences at 0.
@@ -25,13 +27,13 @@
 pub mod anthropic;
 pub mod converse;
 pub mod gemini;
+pub mod json;
 pub mod openai_chat;
 pub mod openai_responses;
 
 use memchr::memmem::Finder;
-use serde_json::{Map, Value};
 
-pub type Object = Map<String, Value>;
+pub use json::{Parser, V};
 
 /// One tool call: its name and its arguments as they are joined from
 /// fragments; `fallback` is used when the fragments add up to nothing.
@@ -56,18 +58,21 @@ pub struct Tally {
     /// input, output, cache_read, cache_write, reasoning
     pub usage: [u64; 5],
     pub calls: Vec<Call>,
+    /// Buffers reused by every event's parse.
+    pub parser: Parser,
 }
 
 impl Tally {
-    /// Parse an event payload as a JSON object; anything else is a bad event.
-    pub fn parse(&mut self, payload: &[u8]) -> Option<Object> {
-        match serde_json::from_slice::<Value>(payload) {
-            Ok(Value::Object(m)) => Some(m),
-            _ => {
-                self.bad_events += 1;
-                None
-            }
+    /// Read an event payload that must be a JSON object with `f`; anything
+    /// else is a bad event.
+    pub fn read(&mut self, payload: &[u8], f: impl FnOnce(V<'_>, &mut Tally)) {
+        let mut parser = std::mem::take(&mut self.parser);
+        match parser.parse(payload) {
+            Some(root) if root.is_object() => f(root, self),
+            _ => self.bad_events += 1,
         }
+        parser.trim();
+        self.parser = parser;
     }
 
     /// Start a new tool call; returns its position.
@@ -103,7 +108,13 @@ pub trait Extract {
     /// `:event-type`, empty when there is none.
     fn event(&mut self, name: &[u8], payload: &[u8], t: &mut Tally);
     /// A whole JSON body, already parsed as an object.
-    fn body(&mut self, body: &Object, t: &mut Tally);
+    fn body(&mut self, body: V<'_>, t: &mut Tally);
+
+    /// One stream event whose payload the framing has already validated as
+    /// JSON (`root`); the same reading as `event`, without a second parse.
+    fn parsed_event(&mut self, name: &[u8], payload: &[u8], _root: V<'_>, t: &mut Tally) {
+        self.event(name, payload, t)
+    }
 }
 
 /// The dialects, as one type the meter holds (static dispatch: one `match`
@@ -150,7 +161,14 @@ impl Extract for Dialect {
         }
     }
 
-    fn body(&mut self, body: &Object, t: &mut Tally) {
+    fn parsed_event(&mut self, name: &[u8], payload: &[u8], root: V<'_>, t: &mut Tally) {
+        match self {
+            Dialect::Gemini(d) => d.parsed_event(name, payload, root, t),
+            _ => self.event(name, payload, t),
+        }
+    }
+
+    fn body(&mut self, body: V<'_>, t: &mut Tally) {
         match self {
             Dialect::Anthropic(d) => d.body(body, t),
             Dialect::OpenaiChat(d) => d.body(body, t),
@@ -165,70 +183,85 @@ impl Extract for Dialect {
 // Helpers shared by the dialects (mirrored in aperture/_pure/extract/__init__.py)
 // ---------------------------------------------------------------------------
 
-/// Substring markers of the events worth parsing.
-pub struct Markers(Vec<Finder<'static>>);
+/// Substring markers of the events worth parsing: `any` says whether a
+/// payload contains at least one of them.
+///
+/// Needles that contain the anchor byte are found in one pass: every
+/// occurrence of the anchor (`memchr`) is checked against the needles it can
+/// be part of, at the needle's first anchor. This is the same test as one
+/// substring search per needle, without a full scan for each. The other
+/// needles get a substring search each.
+pub struct Markers {
+    anchor: u8,
+    /// (needle, offset of its first anchor byte)
+    anchored: Vec<(&'static [u8], usize)>,
+    others: Vec<Finder<'static>>,
+}
 
 impl Markers {
-    pub fn new(needles: &[&'static [u8]]) -> Markers {
-        Markers(needles.iter().map(|&n| Finder::new(n)).collect())
+    pub fn new(anchor: u8, needles: &[&'static [u8]]) -> Markers {
+        let mut m = Markers {
+            anchor,
+            anchored: Vec::new(),
+            others: Vec::new(),
+        };
+        for &n in needles {
+            match memchr::memchr(anchor, n) {
+                Some(k) => m.anchored.push((n, k)),
+                None => m.others.push(Finder::new(n)),
+            }
+        }
+        m
     }
 
     #[inline]
     pub fn any(&self, payload: &[u8]) -> bool {
-        self.0.iter().any(|f| f.find(payload).is_some())
+        if !self.anchored.is_empty() {
+            for p in memchr::memchr_iter(self.anchor, payload) {
+                for &(needle, k) in &self.anchored {
+                    // the first byte and the byte after the anchor first:
+                    // most candidates fail there, without a memcmp call
+                    if p >= k
+                        && payload[p - k] == needle[0]
+                        && needle
+                            .get(k + 1)
+                            .is_none_or(|b| payload.get(p + 1) == Some(b))
+                        && payload[p - k..].starts_with(needle)
+                    {
+                        return true;
+                    }
+                }
+            }
+        }
+        self.others.iter().any(|f| f.find(payload).is_some())
     }
 }
 
-/// A token count or index: a JSON integer in 0..=u64::MAX.
-#[inline]
-pub fn count(v: Option<&Value>) -> Option<u64> {
-    v.and_then(Value::as_u64)
-}
-
-/// A count, 0 when absent.
-#[inline]
-pub fn count0(v: Option<&Value>) -> u64 {
-    count(v).unwrap_or(0)
-}
-
-pub fn obj(v: Option<&Value>) -> Option<&Object> {
-    v.and_then(Value::as_object)
-}
-
-pub fn arr(v: Option<&Value>) -> Option<&Vec<Value>> {
-    v.and_then(Value::as_array)
-}
-
-pub fn string(v: Option<&Value>) -> Option<&str> {
-    v.and_then(Value::as_str)
-}
-
-/// Compact JSON text of a value, as serde_json writes it.
-pub fn compact(v: &Value) -> String {
-    v.to_string()
-}
-
-/// "type: message" of an Anthropic / OpenAI error object ("error: " when it
-/// is neither an object nor a string).
-pub fn error_text(e: Option<&Value>) -> String {
+/// "type: message" of an Anthropic / OpenAI error (an object; a string
+/// reads "error: <it>"; anything else "error: ").
+pub fn error_text(e: Option<V<'_>>) -> String {
     match e {
-        Some(Value::Object(m)) => format!(
+        Some(e) if e.is_object() => format!(
             "{}: {}",
-            string(m.get("type")).unwrap_or("error"),
-            string(m.get("message")).unwrap_or("")
+            e.get_str("type").as_deref().unwrap_or("error"),
+            e.get_str("message").as_deref().unwrap_or("")
         ),
-        Some(Value::String(s)) => format!("error: {s}"),
-        _ => "error: ".to_string(),
+        Some(e) => match e.str() {
+            Some(s) => format!("error: {s}"),
+            None => "error: ".to_string(),
+        },
+        None => "error: ".to_string(),
     }
 }
 
 /// "<first string among `keys`, else 'error'>: <message or ''>".
-pub fn keyed_error_text(e: &Object, keys: &[&str]) -> String {
-    let kind = keys
-        .iter()
-        .find_map(|k| string(e.get(*k)))
-        .unwrap_or("error");
-    format!("{}: {}", kind, string(e.get("message")).unwrap_or(""))
+pub fn keyed_error_text(e: V<'_>, keys: &[&str]) -> String {
+    let kind = keys.iter().find_map(|k| e.get_str(k));
+    format!(
+        "{}: {}",
+        kind.as_deref().unwrap_or("error"),
+        e.get_str("message").as_deref().unwrap_or("")
+    )
 }
 
 /// The OpenAI usage arithmetic: input is the total less what was read from
@@ -236,4 +269,66 @@ pub fn keyed_error_text(e: &Object, keys: &[&str]) -> String {
 #[inline]
 pub fn uncached(total: u64, cached: u64, written: u64) -> u64 {
     total.saturating_sub(cached).saturating_sub(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_find_what_a_substring_search_finds() {
+        let needles: &[&'static [u8]] = &[
+            b"message_start",
+            b"input_json_delta",
+            b"x.",
+            b".y",
+            b"\"error\"",
+            b"_z",
+        ];
+        // payloads made of needles, their pieces and other bytes
+        let pieces: &[&[u8]] = &[
+            b"message_start",
+            b"message_",
+            b"_start",
+            b"input_json",
+            b"_json_delta",
+            b"x",
+            b".",
+            b"y",
+            b"\"error",
+            b"error\"",
+            b"\"error\"",
+            b"_",
+            b"z",
+            b"e",
+            b"ab",
+        ];
+        let mut state: u64 = 0x2545F4914F6CDD1D;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let mut found = 0;
+        for anchor in [b'_', b'.', b'e', b'#'] {
+            let markers = Markers::new(anchor, needles);
+            for _ in 0..20_000 {
+                let payload: Vec<u8> = (0..next(6))
+                    .flat_map(|_| pieces[next(pieces.len())].to_vec())
+                    .collect();
+                let want = needles
+                    .iter()
+                    .any(|n| memchr::memmem::find(&payload, n).is_some());
+                found += want as usize;
+                assert_eq!(
+                    markers.any(&payload),
+                    want,
+                    "{:?}",
+                    String::from_utf8_lossy(&payload)
+                );
+            }
+        }
+        assert!(found > 10_000 && found < 70_000, "{found}");
+    }
 }

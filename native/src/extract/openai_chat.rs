@@ -19,11 +19,8 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use memchr::memmem::Finder;
-use serde_json::Value;
 
-use super::{
-    arr, compact, count, count0, error_text, obj, string, uncached, Extract, Object, Tally,
-};
+use super::{error_text, uncached, Extract, Tally, V};
 
 static TOOL_CALLS: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"tool_calls\""));
 static ERROR_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"error\""));
@@ -57,18 +54,66 @@ pub struct OpenaiChat {
     by_choice_tool: HashMap<(u64, u64), usize>,
 }
 
-fn read_usage(usage: &Object, t: &mut Tally) {
-    let prompt = obj(usage.get("prompt_tokens_details"));
-    let completion = obj(usage.get("completion_tokens_details"));
-    let cached = count0(prompt.and_then(|d| d.get("cached_tokens")));
-    let written = count0(prompt.and_then(|d| d.get("cache_write_tokens")));
+fn read_usage(usage: V<'_>, t: &mut Tally) {
+    let prompt = usage.obj("prompt_tokens_details");
+    let completion = usage.obj("completion_tokens_details");
+    let cached = prompt.map_or(0, |d| d.count0("cached_tokens"));
+    let written = prompt.map_or(0, |d| d.count0("cache_write_tokens"));
     t.usage = [
-        uncached(count0(usage.get("prompt_tokens")), cached, written),
-        count0(usage.get("completion_tokens")),
+        uncached(usage.count0("prompt_tokens"), cached, written),
+        usage.count0("completion_tokens"),
         cached,
         written,
-        count0(completion.and_then(|d| d.get("reasoning_tokens"))),
+        completion.map_or(0, |d| d.count0("reasoning_tokens")),
     ];
+}
+
+impl OpenaiChat {
+    fn read(&mut self, ev: V<'_>, t: &mut Tally) {
+        if let Some(e) = ev.get("error").filter(|e| !e.is_null()) {
+            t.error = Some(error_text(Some(e)));
+        }
+        if let Some(usage) = ev.obj("usage") {
+            read_usage(usage, t);
+        }
+        let Some(choices) = ev.get("choices") else {
+            return;
+        };
+        for (cpos, choice) in choices.items().enumerate() {
+            let Some(delta) = choice.is_object().then(|| choice.obj("delta")).flatten() else {
+                continue;
+            };
+            let Some(tool_calls) = delta.get("tool_calls") else {
+                continue;
+            };
+            let ci = choice.count("index").unwrap_or(cpos as u64);
+            for (tpos, tc) in tool_calls.items().enumerate() {
+                if !tc.is_object() {
+                    continue;
+                }
+                let ti = tc.count("index").unwrap_or(tpos as u64);
+                let function = tc.obj("function");
+                let name = function.and_then(|f| f.get_str("name"));
+                let args = function.and_then(|f| f.get_str("arguments"));
+                let args = args.as_deref().unwrap_or("");
+                match self.by_choice_tool.get(&(ci, ti)) {
+                    None => {
+                        let k = t.call(name.as_deref().unwrap_or(""), args, String::new());
+                        self.by_choice_tool.insert((ci, ti), k);
+                    }
+                    Some(&k) => {
+                        let call = &mut t.calls[k];
+                        call.args.push_str(args);
+                        if let Some(name) = name {
+                            if !name.is_empty() && call.name.is_empty() {
+                                call.name = name.into_owned();
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl Extract for OpenaiChat {
@@ -77,83 +122,38 @@ impl Extract for OpenaiChat {
             t.complete = true;
             return;
         }
-        if TOOL_CALLS.find(payload).is_none()
-            && ERROR_KEY.find(payload).is_none()
-            && !has_usage_object(payload)
+        if TOOL_CALLS.find(payload).is_some()
+            || ERROR_KEY.find(payload).is_some()
+            || has_usage_object(payload)
         {
-            return;
-        }
-        let Some(ev) = t.parse(payload) else { return };
-        match ev.get("error") {
-            None | Some(Value::Null) => {}
-            Some(e) => t.error = Some(error_text(Some(e))),
-        }
-        if let Some(usage) = obj(ev.get("usage")) {
-            read_usage(usage, t);
-        }
-        let Some(choices) = arr(ev.get("choices")) else {
-            return;
-        };
-        for (cpos, choice) in choices.iter().enumerate() {
-            let Some(choice) = choice.as_object() else {
-                continue;
-            };
-            let Some(delta) = obj(choice.get("delta")) else {
-                continue;
-            };
-            let Some(tool_calls) = arr(delta.get("tool_calls")) else {
-                continue;
-            };
-            let ci = count(choice.get("index")).unwrap_or(cpos as u64);
-            for (tpos, tc) in tool_calls.iter().enumerate() {
-                let Some(tc) = tc.as_object() else { continue };
-                let ti = count(tc.get("index")).unwrap_or(tpos as u64);
-                let function = obj(tc.get("function"));
-                let name = string(function.and_then(|f| f.get("name")));
-                let args = string(function.and_then(|f| f.get("arguments"))).unwrap_or("");
-                match self.by_choice_tool.get(&(ci, ti)) {
-                    None => {
-                        let k = t.call(name.unwrap_or(""), args, String::new());
-                        self.by_choice_tool.insert((ci, ti), k);
-                    }
-                    Some(&k) => {
-                        let call = &mut t.calls[k];
-                        call.args.push_str(args);
-                        if let Some(name) = name {
-                            if !name.is_empty() && call.name.is_empty() {
-                                call.name = name.to_string();
-                            }
-                        }
-                    }
-                }
-            }
+            t.read(payload, |ev, t| self.read(ev, t));
         }
     }
 
-    fn body(&mut self, body: &Object, t: &mut Tally) {
-        for choice in arr(body.get("choices")).into_iter().flatten() {
-            let message = obj(choice.as_object().and_then(|c| c.get("message")));
-            let calls = arr(message.and_then(|m| m.get("tool_calls")));
-            for call in calls.into_iter().flatten() {
-                let Some(function) = obj(call.as_object().and_then(|c| c.get("function"))) else {
+    fn body(&mut self, body: V<'_>, t: &mut Tally) {
+        for choice in body.get("choices").into_iter().flat_map(|c| c.items()) {
+            let message = choice.is_object().then(|| choice.obj("message")).flatten();
+            let calls = message.and_then(|m| m.get("tool_calls"));
+            for call in calls.into_iter().flat_map(|c| c.items()) {
+                let Some(function) = call.is_object().then(|| call.obj("function")).flatten()
+                else {
                     continue;
                 };
                 let args = match function.get("arguments") {
                     None => String::new(),
-                    Some(Value::String(s)) => s.clone(),
-                    Some(v) => compact(v),
+                    Some(v) => match v.str() {
+                        Some(s) => s.into_owned(),
+                        None => v.compact(),
+                    },
                 };
-                t.call(
-                    string(function.get("name")).unwrap_or(""),
-                    &args,
-                    String::new(),
-                );
+                let name = function.get_str("name");
+                t.call(name.as_deref().unwrap_or(""), &args, String::new());
             }
         }
-        if let Some(usage) = obj(body.get("usage")) {
+        if let Some(usage) = body.obj("usage") {
             read_usage(usage, t);
         }
-        if let Some(e @ Value::Object(_)) = body.get("error") {
+        if let Some(e) = body.obj("error") {
             t.error = Some(error_text(Some(e)));
         }
     }
@@ -198,14 +198,12 @@ mod tests {
 
     #[test]
     fn body() {
-        let body: Value = serde_json::from_str(
-            r#"{"object":"chat.completion","choices":[{"message":{"tool_calls":[
+        let src = r#"{"object":"chat.completion","choices":[{"message":{"tool_calls":[
                 {"function":{"name":"a","arguments":"{\"x\":1}"}},{"function":{"name":"b","arguments":{"y":2}}},{"function":{"name":"c"}}]}}],
-                "usage":{"prompt_tokens":5,"completion_tokens":2,"prompt_tokens_details":{"cached_tokens":9}}}"#,
-        )
-        .unwrap();
+                "usage":{"prompt_tokens":5,"completion_tokens":2,"prompt_tokens_details":{"cached_tokens":9}}}"#;
         let mut t = Tally::default();
-        OpenaiChat::default().body(body.as_object().unwrap(), &mut t);
+        let mut p = super::super::Parser::default();
+        OpenaiChat::default().body(p.parse(src.as_bytes()).unwrap(), &mut t);
         assert_eq!(t.usage, [0, 2, 9, 0, 0]);
         assert_eq!(
             t.tool_calls(),

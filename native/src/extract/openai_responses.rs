@@ -30,24 +30,23 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-use serde_json::Value;
-
-use super::{
-    arr, count, count0, keyed_error_text, obj, string, uncached, Extract, Markers, Object, Tally,
-};
+use super::{keyed_error_text, uncached, Extract, Markers, Tally, V};
 
 static MARKERS: LazyLock<Markers> = LazyLock::new(|| {
-    Markers::new(&[
-        b"response.created",
-        b"response.in_progress",
-        b"response.output_item.",
-        b"function_call_arguments.",
-        b"custom_tool_call_input.",
-        b"response.completed",
-        b"response.incomplete",
-        b"response.failed",
-        b"\"error\"",
-    ])
+    Markers::new(
+        b'.',
+        &[
+            b"response.created",
+            b"response.in_progress",
+            b"response.output_item.",
+            b"function_call_arguments.",
+            b"custom_tool_call_input.",
+            b"response.completed",
+            b"response.incomplete",
+            b"response.failed",
+            b"\"error\"",
+        ],
+    )
 });
 
 #[derive(Default)]
@@ -56,27 +55,30 @@ pub struct OpenaiResponses {
     by_index: HashMap<Option<u64>, usize>,
 }
 
-fn read_usage(usage: &Object, t: &mut Tally) {
-    let input = obj(usage.get("input_tokens_details"));
-    let output = obj(usage.get("output_tokens_details"));
-    let cached = count0(input.and_then(|d| d.get("cached_tokens")));
-    let written = count0(input.and_then(|d| d.get("cache_write_tokens")));
+fn read_usage(usage: V<'_>, t: &mut Tally) {
+    let input = usage.obj("input_tokens_details");
+    let output = usage.obj("output_tokens_details");
+    let cached = input.map_or(0, |d| d.count0("cached_tokens"));
+    let written = input.map_or(0, |d| d.count0("cache_write_tokens"));
     t.usage = [
-        uncached(count0(usage.get("input_tokens")), cached, written),
-        count0(usage.get("output_tokens")),
+        uncached(usage.count0("input_tokens"), cached, written),
+        usage.count0("output_tokens"),
         cached,
         written,
-        count0(output.and_then(|d| d.get("reasoning_tokens"))),
+        output.map_or(0, |d| d.count0("reasoning_tokens")),
     ];
 }
 
 /// The key of a tool item's arguments: function_call → arguments,
 /// custom_tool_call → input; None for other items.
-fn args_key(item: &Object) -> Option<&'static str> {
-    match string(item.get("type")) {
-        Some("function_call") => Some("arguments"),
-        Some("custom_tool_call") => Some("input"),
-        _ => None,
+fn args_key(item: V<'_>) -> Option<&'static str> {
+    let kind = item.get("type")?;
+    if kind.is_str("function_call") {
+        Some("arguments")
+    } else if kind.is_str("custom_tool_call") {
+        Some("input")
+    } else {
+        None
     }
 }
 
@@ -87,46 +89,36 @@ impl OpenaiResponses {
         }
         self.by_index.get(&output_index).copied()
     }
-}
 
-impl Extract for OpenaiResponses {
-    fn event(&mut self, _name: &[u8], payload: &[u8], t: &mut Tally) {
-        if !MARKERS.any(payload) {
-            return;
-        }
-        let Some(ev) = t.parse(payload) else { return };
-        let Some(kind) = string(ev.get("type")) else {
+    fn read(&mut self, ev: V<'_>, t: &mut Tally) {
+        let Some(kind) = ev.get_str("type") else {
             return;
         };
-        let output_index = count(ev.get("output_index"));
-        match kind {
-            "response.created" | "response.in_progress" => {
-                if t.response_id.is_none() {
-                    let response = obj(ev.get("response"));
-                    if let Some(id) = string(response.and_then(|r| r.get("id"))) {
-                        t.response_id = Some(id.to_string());
-                    }
+        let output_index = ev.count("output_index");
+        match &*kind {
+            "response.created" | "response.in_progress" if t.response_id.is_none() => {
+                if let Some(id) = ev.obj("response").and_then(|r| r.get_str("id")) {
+                    t.response_id = Some(id.into_owned()); // the first one seen
                 }
             }
             "response.output_item.added" => {
-                let Some(item) = obj(ev.get("item")) else {
-                    return;
-                };
+                let Some(item) = ev.obj("item") else { return };
                 if args_key(item).is_none() {
                     return;
                 }
-                let k = t.call(string(item.get("name")).unwrap_or(""), "", String::new());
-                if let Some(id) = string(item.get("id")) {
-                    self.by_id.insert(id.to_string(), k);
+                let name = item.get_str("name");
+                let k = t.call(name.as_deref().unwrap_or(""), "", String::new());
+                if let Some(id) = item.get_str("id") {
+                    self.by_id.insert(id.into_owned(), k);
                 }
                 self.by_index.insert(output_index, k);
             }
             "response.function_call_arguments.delta" | "response.custom_tool_call_input.delta" => {
-                let Some(delta) = string(ev.get("delta")) else {
+                let Some(delta) = ev.get_str("delta") else {
                     return;
                 };
-                if let Some(k) = self.find(string(ev.get("item_id")), output_index) {
-                    t.calls[k].args.push_str(delta);
+                if let Some(k) = self.find(ev.get_str("item_id").as_deref(), output_index) {
+                    t.calls[k].args.push_str(&delta);
                 }
             }
             "response.function_call_arguments.done" | "response.custom_tool_call_input.done" => {
@@ -135,63 +127,68 @@ impl Extract for OpenaiResponses {
                 } else {
                     "input"
                 };
-                let Some(args) = string(ev.get(key)) else {
-                    return;
-                };
-                if let Some(k) = self.find(string(ev.get("item_id")), output_index) {
-                    t.calls[k].fallback = args.to_string();
+                let Some(args) = ev.get_str(key) else { return };
+                if let Some(k) = self.find(ev.get_str("item_id").as_deref(), output_index) {
+                    t.calls[k].fallback = args.into_owned();
                 }
             }
             "response.output_item.done" => {
-                let Some(item) = obj(ev.get("item")) else {
-                    return;
-                };
+                let Some(item) = ev.obj("item") else { return };
                 let Some(key) = args_key(item) else { return };
-                let Some(args) = string(item.get(key)) else {
+                let Some(args) = item.get_str(key) else {
                     return;
                 };
-                if let Some(k) = self.find(string(item.get("id")), output_index) {
-                    t.calls[k].fallback = args.to_string();
+                if let Some(k) = self.find(item.get_str("id").as_deref(), output_index) {
+                    t.calls[k].fallback = args.into_owned();
                 }
             }
             "response.completed" | "response.incomplete" | "response.failed" => {
                 t.complete = true;
-                let Some(response) = obj(ev.get("response")) else {
+                let Some(response) = ev.obj("response") else {
                     return;
                 };
-                if let Some(usage) = obj(response.get("usage")) {
+                if let Some(usage) = response.obj("usage") {
                     read_usage(usage, t);
                 }
-                if kind == "response.failed" {
-                    if let Some(e) = obj(response.get("error")) {
+                if &*kind == "response.failed" {
+                    if let Some(e) = response.obj("error") {
                         t.error = Some(keyed_error_text(e, &["code"]));
                     }
                 }
             }
-            "error" => t.error = Some(keyed_error_text(&ev, &["code"])),
+            "error" => t.error = Some(keyed_error_text(ev, &["code"])),
             _ => {}
         }
     }
+}
 
-    fn body(&mut self, body: &Object, t: &mut Tally) {
-        if let Some(id) = string(body.get("id")) {
-            t.response_id = Some(id.to_string());
+impl Extract for OpenaiResponses {
+    fn event(&mut self, _name: &[u8], payload: &[u8], t: &mut Tally) {
+        if MARKERS.any(payload) {
+            t.read(payload, |ev, t| self.read(ev, t));
         }
-        if let Some(usage) = obj(body.get("usage")) {
+    }
+
+    fn body(&mut self, body: V<'_>, t: &mut Tally) {
+        if let Some(id) = body.get_str("id") {
+            t.response_id = Some(id.into_owned());
+        }
+        if let Some(usage) = body.obj("usage") {
             read_usage(usage, t);
         }
-        for item in arr(body.get("output")).into_iter().flatten() {
-            let Some(item) = item.as_object() else {
+        for item in body.get("output").into_iter().flat_map(|o| o.items()) {
+            if !item.is_object() {
                 continue;
-            };
+            }
             let Some(key) = args_key(item) else { continue };
+            let (name, args) = (item.get_str("name"), item.get_str(key));
             t.call(
-                string(item.get("name")).unwrap_or(""),
-                string(item.get(key)).unwrap_or(""),
+                name.as_deref().unwrap_or(""),
+                args.as_deref().unwrap_or(""),
                 String::new(),
             );
         }
-        if let Some(Value::Object(e)) = body.get("error") {
+        if let Some(e) = body.obj("error") {
             t.error = Some(keyed_error_text(e, &["type", "code"]));
         }
     }

@@ -39,15 +39,15 @@
 //!   type is "exception" when the header is absent).
 //! - `error`: the error "<:error-code>: <:error-message>" ("error" and ""
 //!   when absent).
+//!
 //! Other message types are counted and ignored.
 //!
 //! `aperture/_pure/framing/eventstream.py` is the twin of this module.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use serde_json::Value;
 
-use crate::extract::{Extract, Tally};
+use crate::extract::{Extract, Parser, Tally, V};
 
 pub const PRELUDE: usize = 12;
 /// Prelude and message CRC.
@@ -61,6 +61,8 @@ const KEEP: usize = 256 * 1024;
 #[derive(Default)]
 pub struct EventStream {
     buf: Vec<u8>,
+    /// The bytes of the last `chunk` (reused).
+    inner: Vec<u8>,
     /// Length of the message being carried; 0 while its prelude is.
     total: usize,
     /// A prelude could not be trusted: nothing more is read.
@@ -97,15 +99,26 @@ pub struct Headers<'a> {
     pub error_message: Option<&'a str>,
 }
 
-/// Read a header section; Err when it is malformed.
-pub fn headers(mut h: &[u8]) -> Result<Headers<'_>, ()> {
+/// Header names and values as text: UTF-8 or malformed. Headers are short
+/// and ASCII: checked as such first (the general check costs more to start).
+#[inline]
+fn utf8(b: &[u8]) -> Option<&str> {
+    if b.is_ascii() {
+        // SAFETY: ASCII is UTF-8.
+        return Some(unsafe { std::str::from_utf8_unchecked(b) });
+    }
+    std::str::from_utf8(b).ok()
+}
+
+/// Read a header section; None when it is malformed.
+pub fn headers(mut h: &[u8]) -> Option<Headers<'_>> {
     let mut out = Headers::default();
     while let Some((&n, rest)) = h.split_first() {
         let n = n as usize;
         if rest.len() < n + 1 {
-            return Err(());
+            return None;
         }
-        let name = std::str::from_utf8(&rest[..n]).map_err(|_| ())?;
+        let name = utf8(&rest[..n])?;
         let kind = rest[n];
         h = &rest[n + 1..];
         let fixed = match kind {
@@ -117,17 +130,17 @@ pub fn headers(mut h: &[u8]) -> Result<Headers<'_>, ()> {
             9 => 16,
             6 | 7 => {
                 if h.len() < 2 {
-                    return Err(());
+                    return None;
                 }
                 2 + u16::from_be_bytes([h[0], h[1]]) as usize
             }
-            _ => return Err(()),
+            _ => return None,
         };
         if h.len() < fixed {
-            return Err(());
+            return None;
         }
         let value = match kind {
-            7 => Some(std::str::from_utf8(&h[2..fixed]).map_err(|_| ())?),
+            7 => Some(utf8(&h[2..fixed])?),
             _ => None,
         };
         h = &h[fixed..];
@@ -140,18 +153,20 @@ pub fn headers(mut h: &[u8]) -> Result<Headers<'_>, ()> {
             _ => {}
         }
     }
-    Ok(out)
+    Some(out)
 }
 
-/// The bytes a `chunk` payload wraps: `{"bytes": "<base64>", ...}`.
-pub fn chunk_bytes(payload: &[u8]) -> Option<Vec<u8>> {
-    let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(payload) else {
-        return None;
+/// Decode the bytes a `chunk` payload wraps (`{"bytes": "<base64>", ...}`)
+/// into `out`; false when the payload is anything else.
+pub fn chunk_bytes(payload: &[u8], parser: &mut Parser, out: &mut Vec<u8>) -> bool {
+    out.clear();
+    let Some(root) = parser.parse(payload).filter(V::is_object) else {
+        return false;
     };
-    let Some(Value::String(b64)) = m.get("bytes") else {
-        return None;
+    let Some(b64) = root.get_str("bytes") else {
+        return false;
     };
-    STANDARD.decode(b64.as_bytes()).ok()
+    STANDARD.decode_vec(b64.as_bytes(), out).is_ok()
 }
 
 impl EventStream {
@@ -168,7 +183,7 @@ impl EventStream {
                     return self.lose_framing(t);
                 };
                 if input.len() >= total {
-                    message(&input[..total], d, t);
+                    message(&input[..total], &mut self.inner, d, t);
                     input = &input[total..];
                     continue;
                 }
@@ -195,7 +210,7 @@ impl EventStream {
             input = &input[take..];
             if self.buf.len() == self.total {
                 let mut msg = std::mem::take(&mut self.buf);
-                message(&msg, d, t);
+                message(&msg, &mut self.inner, d, t);
                 self.total = 0;
                 if msg.capacity() <= KEEP {
                     msg.clear();
@@ -213,7 +228,7 @@ impl EventStream {
 }
 
 /// One whole message (its prelude already checked).
-fn message<E: Extract>(msg: &[u8], d: &mut E, t: &mut Tally) {
+fn message<E: Extract>(msg: &[u8], inner: &mut Vec<u8>, d: &mut E, t: &mut Tally) {
     t.events += 1;
     let end = msg.len() - 4;
     if crc32fast::hash(&msg[..end]) as usize != be32(&msg[end..]) {
@@ -221,29 +236,34 @@ fn message<E: Extract>(msg: &[u8], d: &mut E, t: &mut Tally) {
         return;
     }
     let split = PRELUDE + be32(&msg[4..]);
-    let Ok(h) = headers(&msg[PRELUDE..split]) else {
+    let Some(h) = headers(&msg[PRELUDE..split]) else {
         t.bad_events += 1;
         return;
     };
     let payload = &msg[split..end];
     match h.message_type {
         Some("event") => match h.event_type {
-            Some("chunk") => match chunk_bytes(payload) {
-                Some(inner) => d.event(b"", &inner, t),
-                None => t.bad_events += 1,
-            },
+            Some("chunk") => {
+                if chunk_bytes(payload, &mut t.parser, inner) {
+                    d.event(b"", inner, t);
+                } else {
+                    t.bad_events += 1;
+                }
+                if inner.capacity() > KEEP {
+                    *inner = Vec::new(); // an unusually large chunk
+                }
+            }
             name => d.event(name.unwrap_or("").as_bytes(), payload, t),
         },
         Some("exception") => {
             let kind = h.exception_type.unwrap_or("exception");
-            let text = match serde_json::from_slice::<Value>(payload) {
-                Ok(Value::Object(m)) => match m.get("message") {
-                    Some(Value::String(s)) => format!("{kind}: {s}"),
-                    _ => kind.to_string(),
-                },
-                _ => kind.to_string(),
-            };
-            t.error = Some(text);
+            let message = t
+                .parser
+                .parse(payload)
+                .filter(V::is_object)
+                .and_then(|p| p.get_str("message"))
+                .map(|m| format!("{kind}: {m}"));
+            t.error = Some(message.unwrap_or_else(|| kind.to_string()));
         }
         Some("error") => {
             t.error = Some(format!(
@@ -259,7 +279,7 @@ fn message<E: Extract>(msg: &[u8], d: &mut E, t: &mut Tally) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::extract::Object;
+    use crate::extract::V;
 
     #[derive(Default)]
     struct Record(Vec<(String, String)>);
@@ -271,7 +291,7 @@ mod tests {
                 String::from_utf8_lossy(payload).into_owned(),
             ));
         }
-        fn body(&mut self, _body: &Object, _t: &mut Tally) {}
+        fn body(&mut self, _body: V<'_>, _t: &mut Tally) {}
     }
 
     /// wire-formats.md §6.4, the worked example.

@@ -5,8 +5,6 @@
 //! parsed: an object is one event, read by the dialect's whole-body rules, and
 //! makes the response complete; anything else is a bad event.
 
-use serde_json::Value;
-
 use super::MAX_EVENT_BYTES;
 use crate::extract::{Extract, Tally};
 
@@ -37,13 +35,69 @@ impl JsonBody {
             t.bad_events += 1;
             return;
         }
-        match serde_json::from_slice::<Value>(&body) {
-            Ok(Value::Object(m)) => {
+        let mut parser = std::mem::take(&mut t.parser);
+        match parser.parse(&body) {
+            Some(root) if root.is_object() => {
                 t.events += 1;
                 self.parsed = true;
-                d.body(&m, t);
+                d.body(root, t);
             }
             _ => t.bad_events += 1,
         }
+        parser.trim();
+        t.parser = parser;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::extract::V;
+
+    /// Records the bodies it is handed.
+    #[derive(Default)]
+    struct Record(Vec<String>);
+
+    impl Extract for Record {
+        fn event(&mut self, _name: &[u8], _payload: &[u8], _t: &mut Tally) {}
+        fn body(&mut self, body: V<'_>, _t: &mut Tally) {
+            self.0
+                .push(String::from_utf8_lossy(body.raw()).into_owned());
+        }
+    }
+
+    fn read(parts: &[&[u8]]) -> (Vec<String>, Tally, bool) {
+        let (mut f, mut d, mut t) = (JsonBody::default(), Record::default(), Tally::default());
+        for part in parts {
+            f.feed(part, &mut t);
+        }
+        f.finish(&mut d, &mut t);
+        (d.0, t, f.parsed)
+    }
+
+    #[test]
+    fn an_object_is_one_event() {
+        let (bodies, t, parsed) = read(&[b" {\"a\":", b"[1, 2]} \r\n"]);
+        assert_eq!(bodies, vec!["{\"a\":[1, 2]}"]);
+        assert_eq!((t.events, t.bad_events, parsed), (1, 0, true));
+    }
+
+    #[test]
+    fn anything_else_is_a_bad_event() {
+        for body in [&b""[..], b"[]", b"1", b"{", b"{} {}", b"{\"a\":\"\xff\"}"] {
+            let (bodies, t, parsed) = read(&[body]);
+            assert!(bodies.is_empty());
+            assert_eq!((t.events, t.bad_events, parsed), (0, 1, false));
+        }
+    }
+
+    #[test]
+    fn an_oversized_body_is_dropped() {
+        let big = vec![b' '; MAX_EVENT_BYTES];
+        let (bodies, t, _) = read(&[b"{}", &big]);
+        assert!(bodies.is_empty());
+        assert_eq!((t.events, t.bad_events), (0, 1));
+        let (bodies, t, _) = read(&[b"{}", &big[2..]]); // exactly the bound
+        assert_eq!((bodies.len(), t.events, t.bad_events), (1, 1, 0));
     }
 }

@@ -72,3 +72,34 @@ impl Framing {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::extract::{Dialect, Tally};
+
+    #[test]
+    fn names_and_completeness() {
+        for name in NAMES {
+            assert!(Framing::from_name(name).is_some());
+        }
+        assert!(Framing::from_name("websocket").is_none());
+        let mut t = Tally {
+            complete: true,
+            ..Tally::default()
+        };
+        let mut d = Dialect::from_name("gemini").unwrap();
+        // an array also needs its closing bracket; a body, to be an object
+        let mut f = Framing::from_name("json_array").unwrap();
+        f.feed(b"[{}", &mut d, &mut t);
+        assert!(!f.complete(&t));
+        f.feed(b"]", &mut d, &mut t);
+        assert!(f.complete(&t));
+        let mut f = Framing::from_name("json").unwrap();
+        assert!(!f.complete(&t));
+        f.feed(b"{}", &mut d, &mut t);
+        f.finish(&mut d, &mut t);
+        assert!(f.complete(&t));
+        assert!(Framing::from_name("sse").unwrap().complete(&t));
+    }
+}

@@ -194,7 +194,7 @@ impl Sse {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::extract::Object;
+    use crate::extract::V;
 
     /// Records every event it is handed.
     #[derive(Default)]
@@ -207,7 +207,7 @@ mod tests {
                 String::from_utf8_lossy(payload).into_owned(),
             ));
         }
-        fn body(&mut self, _body: &Object, _t: &mut Tally) {}
+        fn body(&mut self, _body: V<'_>, _t: &mut Tally) {}
     }
 
     fn read(stream: &[u8], step: usize) -> (Vec<(String, String)>, Tally) {
