@@ -279,20 +279,8 @@ fn message<E: Extract>(msg: &[u8], inner: &mut Vec<u8>, d: &mut E, t: &mut Tally
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::extract::V;
+    use crate::framing::Recorder;
 
-    #[derive(Default)]
-    struct Record(Vec<(String, String)>);
-
-    impl Extract for Record {
-        fn event(&mut self, name: &[u8], payload: &[u8], _t: &mut Tally) {
-            self.0.push((
-                String::from_utf8_lossy(name).into_owned(),
-                String::from_utf8_lossy(payload).into_owned(),
-            ));
-        }
-        fn body(&mut self, _body: V<'_>, _t: &mut Tally) {}
-    }
 
     /// wire-formats.md §6.4, the worked example.
     const EXAMPLE: &str = "000000870000004b87ea2bf30b3a6576656e742d747970650700056368756e6b0d3a636f6e74656e742d747970650700106170706c69636174696f6e2f6a736f6e0d3a6d6573736167652d747970650700056576656e747b226279746573223a2265794a306558426c496a6f696257567a6332466e5a56397a64473977496e303d227dba48ab22";
@@ -329,11 +317,11 @@ mod tests {
     }
 
     fn read(stream: &[u8], step: usize) -> (Vec<(String, String)>, Tally) {
-        let (mut f, mut d, mut t) = (EventStream::default(), Record::default(), Tally::default());
+        let (mut f, mut d, mut t) = (EventStream::default(), Recorder::default(), Tally::default());
         for chunk in stream.chunks(step.max(1)) {
             f.feed(chunk, &mut d, &mut t);
         }
-        (d.0, t)
+        (d.events, t)
     }
 
     #[test]

@@ -296,24 +296,15 @@ impl JsonArray {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::extract::V;
+    use crate::framing::Recorder;
 
-    #[derive(Default)]
-    struct Record(Vec<String>);
-
-    impl Extract for Record {
-        fn event(&mut self, _name: &[u8], payload: &[u8], _t: &mut Tally) {
-            self.0.push(String::from_utf8_lossy(payload).into_owned());
-        }
-        fn body(&mut self, _body: V<'_>, _t: &mut Tally) {}
-    }
 
     fn read(body: &[u8], step: usize) -> (Vec<String>, Tally, bool) {
-        let (mut f, mut d, mut t) = (JsonArray::default(), Record::default(), Tally::default());
+        let (mut f, mut d, mut t) = (JsonArray::default(), Recorder::default(), Tally::default());
         for chunk in body.chunks(step.max(1)) {
             f.feed(chunk, &mut d, &mut t);
         }
-        (d.0, t, f.closed)
+        (d.payloads(), t, f.closed)
     }
 
     #[test]

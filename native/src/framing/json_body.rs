@@ -52,27 +52,16 @@ impl JsonBody {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::extract::V;
+    use crate::framing::Recorder;
 
-    /// Records the bodies it is handed.
-    #[derive(Default)]
-    struct Record(Vec<String>);
-
-    impl Extract for Record {
-        fn event(&mut self, _name: &[u8], _payload: &[u8], _t: &mut Tally) {}
-        fn body(&mut self, body: V<'_>, _t: &mut Tally) {
-            self.0
-                .push(String::from_utf8_lossy(body.raw()).into_owned());
-        }
-    }
 
     fn read(parts: &[&[u8]]) -> (Vec<String>, Tally, bool) {
-        let (mut f, mut d, mut t) = (JsonBody::default(), Record::default(), Tally::default());
+        let (mut f, mut d, mut t) = (JsonBody::default(), Recorder::default(), Tally::default());
         for part in parts {
             f.feed(part, &mut t);
         }
         f.finish(&mut d, &mut t);
-        (d.0, t, f.parsed)
+        (d.bodies, t, f.parsed)
     }
 
     #[test]

@@ -73,6 +73,37 @@ impl Framing {
     }
 }
 
+/// A dialect for the framings' own tests: it keeps what it is handed.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct Recorder {
+    /// (event name, payload) of each event
+    pub events: Vec<(String, String)>,
+    /// the raw text of each whole body
+    pub bodies: Vec<String>,
+}
+
+#[cfg(test)]
+impl Recorder {
+    /// The payloads of the events, in order.
+    pub fn payloads(&self) -> Vec<String> {
+        self.events.iter().map(|(_, p)| p.clone()).collect()
+    }
+}
+
+#[cfg(test)]
+impl crate::extract::Extract for Recorder {
+    fn event(&mut self, name: &[u8], payload: &[u8], _t: &mut crate::extract::Tally) {
+        self.events.push((
+            String::from_utf8_lossy(name).into_owned(),
+            String::from_utf8_lossy(payload).into_owned(),
+        ));
+    }
+    fn body(&mut self, body: crate::extract::V<'_>, _t: &mut crate::extract::Tally) {
+        self.bodies.push(String::from_utf8_lossy(body.raw()).into_owned());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -194,28 +194,15 @@ impl Sse {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::extract::V;
+    use crate::framing::Recorder;
 
-    /// Records every event it is handed.
-    #[derive(Default)]
-    struct Record(Vec<(String, String)>);
-
-    impl Extract for Record {
-        fn event(&mut self, name: &[u8], payload: &[u8], _t: &mut Tally) {
-            self.0.push((
-                String::from_utf8_lossy(name).into_owned(),
-                String::from_utf8_lossy(payload).into_owned(),
-            ));
-        }
-        fn body(&mut self, _body: V<'_>, _t: &mut Tally) {}
-    }
 
     fn read(stream: &[u8], step: usize) -> (Vec<(String, String)>, Tally) {
-        let (mut f, mut d, mut t) = (Sse::default(), Record::default(), Tally::default());
+        let (mut f, mut d, mut t) = (Sse::default(), Recorder::default(), Tally::default());
         for chunk in stream.chunks(step.max(1)) {
             f.feed(chunk, &mut d, &mut t);
         }
-        (d.0, t)
+        (d.events, t)
     }
 
     #[test]
@@ -237,7 +224,7 @@ mod tests {
 
     #[test]
     fn cr_at_chunk_end_then_lf_is_one_line_ending() {
-        let (mut f, mut d, mut t) = (Sse::default(), Record::default(), Tally::default());
+        let (mut f, mut d, mut t) = (Sse::default(), Recorder::default(), Tally::default());
         f.feed(b"data: x\r", &mut d, &mut t);
         f.feed(b"", &mut d, &mut t);
         f.feed(b"\n", &mut d, &mut t);
@@ -248,12 +235,12 @@ mod tests {
 
     #[test]
     fn oversized_events_are_counted_and_dropped() {
-        let (mut f, mut d, mut t) = (Sse::default(), Record::default(), Tally::default());
+        let (mut f, mut d, mut t) = (Sse::default(), Recorder::default(), Tally::default());
         f.feed(b"data: ", &mut d, &mut t);
         f.feed(&vec![b'x'; MAX_EVENT_BYTES], &mut d, &mut t);
         f.feed(b"\n\ndata: ok\n\n", &mut d, &mut t);
         assert_eq!((t.events, t.bad_events), (2, 1));
-        assert_eq!(d.0, vec![("".into(), "ok".into())]);
+        assert_eq!(d.events, vec![("".into(), "ok".into())]);
         // just under the bound is read
         let mut line = b"data: ".to_vec();
         line.extend(vec![b'y'; MAX_EVENT_BYTES - 6]);
