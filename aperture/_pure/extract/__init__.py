@@ -18,7 +18,7 @@ saturate at 2**64-1, differences at 0.
 
 from __future__ import annotations
 
-from aperture._pure.jsonrules import U64_MAX, loads_object
+from aperture._pure.jsonrules import U64_MAX, count0, loads_object
 
 
 class Call:
@@ -98,6 +98,19 @@ def keyed_error_text(e: dict, keys: tuple[str, ...]) -> str:
 def uncached(total: int, cached: int, written: int) -> int:
     """Input less what was read from and written to the cache, never below 0."""
     return max(total - cached - written, 0)
+
+
+def openai_usage(usage: dict, input_key: str, output_key: str) -> list[int]:
+    """An OpenAI usage object as the five counts: the cached and cache-written
+    parts of the input are reported inside it, so input is the rest. The keys
+    are "prompt"/"completion" (Chat Completions) or "input"/"output" (Responses)."""
+    inp = obj(usage.get(input_key + "_tokens_details")) or {}
+    out = obj(usage.get(output_key + "_tokens_details")) or {}
+    cached = count0(inp.get("cached_tokens"))
+    written = count0(inp.get("cache_write_tokens"))
+    return [uncached(count0(usage.get(input_key + "_tokens")), cached, written),
+            count0(usage.get(output_key + "_tokens")), cached, written,
+            count0(out.get("reasoning_tokens"))]
 
 
 def add(a: int, b: int) -> int:

@@ -5,24 +5,11 @@ from __future__ import annotations
 
 import re
 
-from aperture._pure.extract import Tally, error_text, obj, string, uncached
-from aperture._pure.jsonrules import compact, count, count0
+from aperture._pure.extract import Tally, error_text, obj, openai_usage, string
+from aperture._pure.jsonrules import compact, count
 
 _USAGE_OBJECT = re.compile(rb'"usage"[ \t\r\n]*:[ \t\r\n]*\{')
 
-
-def _read_usage(usage: dict, t: Tally) -> None:
-    prompt = obj(usage.get("prompt_tokens_details")) or {}
-    completion = obj(usage.get("completion_tokens_details")) or {}
-    cached = count0(prompt.get("cached_tokens"))
-    written = count0(prompt.get("cache_write_tokens"))
-    t.usage = [
-        uncached(count0(usage.get("prompt_tokens")), cached, written),
-        count0(usage.get("completion_tokens")),
-        cached,
-        written,
-        count0(completion.get("reasoning_tokens")),
-    ]
 
 
 class OpenaiChat:
@@ -45,7 +32,7 @@ class OpenaiChat:
             t.error = error_text(err)
         usage = ev.get("usage")
         if isinstance(usage, dict):
-            _read_usage(usage, t)
+            t.usage = openai_usage(usage, "prompt", "completion")
         choices = ev.get("choices")
         if not isinstance(choices, list):
             return
@@ -97,7 +84,7 @@ class OpenaiChat:
                 t.call(string(fn.get("name")) or "", args, "")
         usage = body.get("usage")
         if isinstance(usage, dict):
-            _read_usage(usage, t)
+            t.usage = openai_usage(usage, "prompt", "completion")
         err = body.get("error")
         if isinstance(err, dict):
             t.error = error_text(err)

@@ -3,8 +3,8 @@ module doc states the rules."""
 
 from __future__ import annotations
 
-from aperture._pure.extract import Call, Tally, arr, keyed_error_text, obj, string, uncached
-from aperture._pure.jsonrules import count, count0
+from aperture._pure.extract import Call, Tally, arr, keyed_error_text, obj, openai_usage, string
+from aperture._pure.jsonrules import count
 
 _MARKERS = (
     b"response.created",
@@ -20,19 +20,6 @@ _MARKERS = (
 _ARGS_KEY = {"function_call": "arguments", "custom_tool_call": "input"}
 _TERMINAL = ("response.completed", "response.incomplete", "response.failed")
 
-
-def _read_usage(usage: dict, t: Tally) -> None:
-    inp = obj(usage.get("input_tokens_details")) or {}
-    out = obj(usage.get("output_tokens_details")) or {}
-    cached = count0(inp.get("cached_tokens"))
-    written = count0(inp.get("cache_write_tokens"))
-    t.usage = [
-        uncached(count0(usage.get("input_tokens")), cached, written),
-        count0(usage.get("output_tokens")),
-        cached,
-        written,
-        count0(out.get("reasoning_tokens")),
-    ]
 
 
 def _args_key(item: dict) -> str | None:
@@ -111,7 +98,7 @@ class OpenaiResponses:
                 return
             usage = obj(response.get("usage"))
             if usage is not None:
-                _read_usage(usage, t)
+                t.usage = openai_usage(usage, "input", "output")
             if kind == "response.failed":
                 err = obj(response.get("error"))
                 if err is not None:
@@ -125,7 +112,7 @@ class OpenaiResponses:
             t.response_id = rid
         usage = obj(body.get("usage"))
         if usage is not None:
-            _read_usage(usage, t)
+            t.usage = openai_usage(usage, "input", "output")
         for item in arr(body.get("output")):
             if not isinstance(item, dict):
                 continue

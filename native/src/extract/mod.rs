@@ -271,6 +271,31 @@ pub fn uncached(total: u64, cached: u64, written: u64) -> u64 {
     total.saturating_sub(cached).saturating_sub(written)
 }
 
+/// The key names of an OpenAI usage object: Chat Completions says
+/// prompt/completion, the Responses API input/output.
+pub struct OpenaiUsageKeys {
+    pub input: &'static str,
+    pub input_details: &'static str,
+    pub output: &'static str,
+    pub output_details: &'static str,
+}
+
+/// An OpenAI usage object as the five counts: the cached and cache-written
+/// parts of the input are reported inside it, so input is the rest.
+pub fn openai_usage(usage: V<'_>, keys: &OpenaiUsageKeys) -> [u64; 5] {
+    let input = usage.obj(keys.input_details);
+    let output = usage.obj(keys.output_details);
+    let cached = input.map_or(0, |d| d.count0("cached_tokens"));
+    let written = input.map_or(0, |d| d.count0("cache_write_tokens"));
+    [
+        uncached(usage.count0(keys.input), cached, written),
+        usage.count0(keys.output),
+        cached,
+        written,
+        output.map_or(0, |d| d.count0("reasoning_tokens")),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

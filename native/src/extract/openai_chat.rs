@@ -20,7 +20,7 @@ use std::sync::LazyLock;
 
 use memchr::memmem::Finder;
 
-use super::{error_text, uncached, Extract, Tally, V};
+use super::{error_text, openai_usage, Extract, OpenaiUsageKeys, Tally, V};
 
 static TOOL_CALLS: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"tool_calls\""));
 static ERROR_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"error\""));
@@ -54,19 +54,12 @@ pub struct OpenaiChat {
     by_choice_tool: HashMap<(u64, u64), usize>,
 }
 
-fn read_usage(usage: V<'_>, t: &mut Tally) {
-    let prompt = usage.obj("prompt_tokens_details");
-    let completion = usage.obj("completion_tokens_details");
-    let cached = prompt.map_or(0, |d| d.count0("cached_tokens"));
-    let written = prompt.map_or(0, |d| d.count0("cache_write_tokens"));
-    t.usage = [
-        uncached(usage.count0("prompt_tokens"), cached, written),
-        usage.count0("completion_tokens"),
-        cached,
-        written,
-        completion.map_or(0, |d| d.count0("reasoning_tokens")),
-    ];
-}
+const USAGE: OpenaiUsageKeys = OpenaiUsageKeys {
+    input: "prompt_tokens",
+    input_details: "prompt_tokens_details",
+    output: "completion_tokens",
+    output_details: "completion_tokens_details",
+};
 
 impl OpenaiChat {
     fn read(&mut self, ev: V<'_>, t: &mut Tally) {
@@ -74,7 +67,7 @@ impl OpenaiChat {
             t.error = Some(error_text(Some(e)));
         }
         if let Some(usage) = ev.obj("usage") {
-            read_usage(usage, t);
+            t.usage = openai_usage(usage, &USAGE);
         }
         let Some(choices) = ev.get("choices") else {
             return;
@@ -151,7 +144,7 @@ impl Extract for OpenaiChat {
             }
         }
         if let Some(usage) = body.obj("usage") {
-            read_usage(usage, t);
+            t.usage = openai_usage(usage, &USAGE);
         }
         if let Some(e) = body.obj("error") {
             t.error = Some(error_text(Some(e)));

@@ -30,7 +30,7 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-use super::{keyed_error_text, uncached, Extract, Markers, Tally, V};
+use super::{keyed_error_text, openai_usage, Extract, Markers, OpenaiUsageKeys, Tally, V};
 
 static MARKERS: LazyLock<Markers> = LazyLock::new(|| {
     Markers::new(
@@ -55,19 +55,12 @@ pub struct OpenaiResponses {
     by_index: HashMap<Option<u64>, usize>,
 }
 
-fn read_usage(usage: V<'_>, t: &mut Tally) {
-    let input = usage.obj("input_tokens_details");
-    let output = usage.obj("output_tokens_details");
-    let cached = input.map_or(0, |d| d.count0("cached_tokens"));
-    let written = input.map_or(0, |d| d.count0("cache_write_tokens"));
-    t.usage = [
-        uncached(usage.count0("input_tokens"), cached, written),
-        usage.count0("output_tokens"),
-        cached,
-        written,
-        output.map_or(0, |d| d.count0("reasoning_tokens")),
-    ];
-}
+const USAGE: OpenaiUsageKeys = OpenaiUsageKeys {
+    input: "input_tokens",
+    input_details: "input_tokens_details",
+    output: "output_tokens",
+    output_details: "output_tokens_details",
+};
 
 /// The key of a tool item's arguments: function_call → arguments,
 /// custom_tool_call → input; None for other items.
@@ -148,7 +141,7 @@ impl OpenaiResponses {
                     return;
                 };
                 if let Some(usage) = response.obj("usage") {
-                    read_usage(usage, t);
+                    t.usage = openai_usage(usage, &USAGE);
                 }
                 if &*kind == "response.failed" {
                     if let Some(e) = response.obj("error") {
@@ -174,7 +167,7 @@ impl Extract for OpenaiResponses {
             t.response_id = Some(id.into_owned());
         }
         if let Some(usage) = body.obj("usage") {
-            read_usage(usage, t);
+            t.usage = openai_usage(usage, &USAGE);
         }
         for item in body.get("output").into_iter().flat_map(|o| o.items()) {
             if !item.is_object() {
