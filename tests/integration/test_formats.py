@@ -14,6 +14,7 @@ to what the simulator declared, tool calls, and no client credential.
 from __future__ import annotations
 
 import json
+import socket
 
 import anthropic
 import boto3
@@ -31,7 +32,7 @@ from aperture.sim import expected_usage
 from aperture.sim.common import answer_text, answer_words
 
 from .conftest import keep, launch_gateway, provider_config, wait_for
-from .test_capture import LOGIN, get_capture, new_user, post, tokens, wait_records
+from .test_capture import LOGIN, get_capture, new_user, post, read_response, tokens, wait_records
 
 CLIENT_SECRET = "client-SECRET-must-not-travel"
 KEYS = {"openai": "sk-openai-provider", "azure": "azure-provider-key", "gemini": "gk-provider",
@@ -583,3 +584,32 @@ def test_bedrock_bad_input_in_bedrocks_shape(gw, simulator, model, body, excepti
     assert len(simulator.sim.seen) == before
     [row] = wait_records(gw.data_dir, 1, user=user)
     assert (row["state"], row["status"], row["api"]) == ("refused", status, "bedrock_model_invoke")
+
+
+@pytest.mark.parametrize("path, shape", [
+    ("/bedrock/model/amazon.nova-pro-v1:0/converse", "bedrock"),
+    ("/v1beta/models/gemini-2.5-pro:generateContent", "google"),
+    (AUTO + "/publishers/anthropic/models/claude-sonnet-4-6:rawPredict", "anthropic"),
+    ("/v1/responses", "openai"),
+])
+def test_a_body_over_the_limit_is_413_in_the_callers_shape(gw, path, shape):
+    """Announced larger than --max-body-size (32 MiB): refused before any byte is read."""
+    user = new_user("too-large")
+    with socket.create_connection(("127.0.0.1", gw.port), 10) as s:
+        s.sendall(("POST %s HTTP/1.1\r\nHost: ai\r\n%s: %s\r\nContent-Type: application/json\r\n"
+                   "Content-Length: %d\r\n\r\n{" % (path, LOGIN, user, 40 << 20)).encode())
+        resp = read_response(s)
+    assert resp.status == 413
+    body = resp.json()
+    message = body["message"] if shape == "bedrock" else body["error"]["message"]
+    assert message == "request body of %d bytes exceeds the limit of %d bytes" % (40 << 20, 32 << 20)
+    if shape == "bedrock":
+        assert resp.header("x-amzn-errortype") == "ValidationException"
+    elif shape == "google":
+        assert body["error"]["status"] == "INVALID_ARGUMENT"
+    elif shape == "anthropic":
+        assert body["error"]["type"] == "request_too_large"
+    else:
+        assert body["error"]["type"] == "invalid_request_error"
+    [row] = wait_records(gw.data_dir, 1, user=user)
+    assert (row["state"], row["status"]) == ("refused", 413)
