@@ -88,11 +88,18 @@ def main() -> None:
               help="Seconds an upstream response may stay silent mid-body.")
 @click.option("--drain-timeout", default=30.0, show_default=True, type=float,
               help="On SIGTERM, seconds in-flight requests get to finish.")
+@click.option("--header-timeout", default=30.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="Seconds a client gets to send a whole request head (else 408).")
+@click.option("--body-timeout", default=60.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="Seconds a request body may go without new data (else 408).")
+@click.option("--max-connections", default=None, type=click.IntRange(1),
+              help="Open client connections per worker; past it new ones are answered 503. "
+                   "Default: what the open-files limit allows (ulimit -n, two per connection).")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(listen, workers, config_path, data_dir, no_capture, capture_writer, identity_spec, tailscaled_socket,
           max_body_size, capture_body_size, connect_timeout, first_byte_timeout, idle_timeout,
-          drain_timeout, log_level) -> None:
+          drain_timeout, header_timeout, body_timeout, max_connections, log_level) -> None:
     """Run the gateway."""
     from aperture.config import read_config_text
     from aperture.configstore import compile_config
@@ -135,7 +142,9 @@ def serve(listen, workers, config_path, data_dir, no_capture, capture_writer, id
                                    capture=os.environ.get("APERTURE_CAPTURE_WRITER") or capture_writer)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    sys.exit(run_server(factory, listen, workers=workers, drain_timeout=drain_timeout))
+    sys.exit(run_server(factory, listen, workers=workers, drain_timeout=drain_timeout,
+                        header_timeout=header_timeout, body_timeout=body_timeout,
+                        max_connections=max_connections))
 
 
 if __name__ == "__main__":

@@ -58,6 +58,13 @@ class MethodNotAllowed(GatewayError):
     kind = "invalid_request"
 
 
+class RequestTimeout(GatewayError):
+    """The client was too slow sending its request."""
+
+    status = 408
+    kind = "timeout"
+
+
 class Conflict(GatewayError):
     status = 409
     kind = "conflict"

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from aperture.errors import GatewayError
 from aperture.ingress.protocol import HttpConnection, ServerState
 
 
@@ -333,3 +334,119 @@ async def test_release_after_disconnect_writes_nothing(make_conn):
     conn.connection_lost(None)
     conn.release()
     assert t.take() == b""
+
+
+async def answering(req, resp):
+    """Reads the body; a body that fails is answered with the error's status."""
+    body = b""
+    try:
+        while chunk := await req.body.read():
+            body += chunk
+    except GatewayError as exc:
+        resp.keep_alive = False
+        resp.send(exc.status, [(b"content-type", b"text/plain")], exc.message.encode())
+        return
+    resp.send(200, [(b"content-type", b"text/plain")], b"got " + body)
+
+
+async def test_http10_with_transfer_encoding_is_answered_then_closed(make_conn):
+    """RFC 9112 §6.1: what follows such a request is not parsed as a request."""
+    calls = []
+
+    async def handler(req, resp):
+        calls.append(req.path)
+        await answering(req, resp)
+
+    conn, t = make_conn(handler)
+    conn.data_received(b"POST /first HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n"
+                       b"3\r\nabc\r\n0\r\n\r\n"
+                       b"POST /smuggled HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n")
+    await settle()
+    [(status, headers, body)] = responses(t.take())
+    assert (status, headers["connection"], body) == (200, "close", b"got abc")
+    assert calls == ["/first"] and t.closed
+
+
+@pytest.mark.parametrize("chunked, problem", [
+    (b"fffffffffffffffffff\r\n", "Chunk size overflow"),
+    (b"-5\r\nhello\r\n", "Invalid character in chunk size"),
+    (b"0x5\r\nhello\r\n", "Invalid character in chunk size"),
+    (b'5;a="x\r\nhello\r\n', "Invalid character in chunk extensions quoted value"),
+    (b"5\nhello\n0\n\n", "Missing expected CR after chunk size"),
+    (b"5\r\nhelloXX0\r\n\r\n", "Expected LF after chunk data"),
+])
+async def test_malformed_chunked_body_is_a_400_naming_the_problem(make_conn, chunked, problem):
+    conn, t = make_conn(answering)
+    conn.data_received(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked
+                       + b"GET /next HTTP/1.1\r\nHost: h\r\n\r\n")
+    await settle()
+    [(status, headers, body)] = responses(t.take())
+    assert status == 400 and body == b"malformed request body: " + problem.encode()
+    assert headers["connection"] == "close" and t.closed
+
+
+async def test_a_request_head_must_arrive_within_the_header_timeout(make_conn):
+    conn, t = make_conn(header_timeout=0.05)
+    conn.data_received(b"GET / HTTP/1.1\r\n")
+    for _ in range(4):  # bytes keep coming, but the head never completes in time
+        await asyncio.sleep(0.02)
+        conn.data_received(b"X")
+    await asyncio.sleep(0.05)
+    out = t.take()
+    assert out.startswith(b"HTTP/1.1 408 ") and b"request head not received within 0.05s" in out
+    assert t.closed
+
+
+async def test_a_stalled_request_body_is_a_408(make_conn):
+    conn, t = make_conn(answering, body_timeout=0.05)
+    conn.data_received(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc")
+    await asyncio.sleep(0.03)
+    conn.data_received(b"def")  # progress: the timeout starts again
+    await asyncio.sleep(0.03)
+    assert t.take() == b""
+    await asyncio.sleep(0.05)
+    [(status, headers, body)] = responses(t.take())
+    assert (status, body) == (408, b"request body stalled: no data for 0.05s")
+    assert t.closed
+
+
+async def test_an_idle_keep_alive_connection_is_closed(make_conn):
+    conn, t = make_conn(keepalive_timeout=0.05)
+    conn.data_received(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    await settle()
+    assert responses(t.take())[0][0] == 200 and not t.closed
+    await asyncio.sleep(0.08)
+    assert t.closed
+
+
+async def test_a_client_close_cancels_the_running_exchange(make_conn):
+    """FIN (eof_received) closes the transport like a reset: nginx's rule."""
+    seen = []
+
+    async def handler(req, resp):
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            raise
+
+    conn, t = make_conn(handler)
+    conn.data_received(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    await settle()
+    assert conn.eof_received() is None  # the transport closes
+    conn.connection_lost(None)
+    await settle()
+    assert seen == ["cancelled"]
+
+
+async def test_connections_past_the_limit_get_a_503(make_conn):
+    first, t1 = make_conn(max_connections=1)
+    state = first.state
+    second = HttpConnection(state)
+    t2 = MockTransport()
+    second.connection_made(t2)
+    out = t2.take()
+    assert out.startswith(b"HTTP/1.1 503 ") and b"connection: close" in out and t2.closed
+    second.data_received(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")  # never parsed
+    await settle()
+    assert t2.take() == b"" and state.refused == 1 and len(state.connections) == 1

@@ -15,11 +15,31 @@ unbounded work. When the running exchange ends, the next one starts.
 Bad input is answered here, before any application code runs: malformed HTTP
 -> 400 and close; a head over `max_head_bytes` -> 431; conflicting or duplicate
 framing headers (llhttp rejects Content-Length with Transfer-Encoding, and
-duplicate Content-Length) -> 400.
+duplicate Content-Length) -> 400. Malformed chunked framing in a body whose
+head was accepted fails that request's body with a 400 naming the problem,
+which the exchange answers in the caller's API format; the connection then
+closes. Nothing sent after a request that ends the connection is parsed: an
+HTTP/1.0 request with Transfer-Encoding is answered and the connection closed
+(RFC 9112 §6.1: its framing cannot be trusted, so what follows it is not a
+request), as after `Connection: close`.
 
-Losing the connection wakes everything that waits on it (body readers, writers
-blocked on back-pressure) and cancels the running exchange, which closes its
-upstream connection instead of reusing it.
+One timer per connection watches the client (no timer is created or
+cancelled per request): a request head must arrive whole within
+`header_timeout` of its first byte (else 408 and close), a request body must
+make progress at least every `body_timeout` (else the body fails with 408,
+answered by the exchange), and a keep-alive connection idle for
+`keepalive_timeout` is closed. The timer fires at the earliest deadline it
+knows of, then recomputes from timestamps.
+
+A client that closes its side (FIN) or resets the connection has gone: like
+nginx, which aborts the upstream request when the client closes while a
+response is pending, the running exchange is cancelled at once (it drops its
+upstream connection, never reused) and requests waiting in the pipeline are
+dropped. Losing the connection wakes everything that waits on it (body
+readers, writers blocked on back-pressure).
+
+Past `max_connections` open connections, a new connection is answered 503 and
+closed at once, without reading it.
 """
 
 from __future__ import annotations
@@ -31,7 +51,7 @@ from typing import Awaitable, Callable
 
 import httptools
 
-from aperture.errors import BadRequest, GatewayError, HeadersTooLarge
+from aperture.errors import BadRequest, GatewayError, HeadersTooLarge, RequestTimeout
 from aperture.flow import ConnectionLost, ReadBuffer, WriteFlow
 
 log = logging.getLogger("aperture.ingress")
@@ -52,6 +72,10 @@ _STATUS_PHRASES = {
 # Prebuilt status lines: the head of every response starts with one of these.
 _STATUS_LINES = {code: b"HTTP/1.1 %d %s\r\n" % (code, phrase) for code, phrase in _STATUS_PHRASES.items()}
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_BUSY_BODY = b"too many connections\n"
+BUSY = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
+        b"content-length: %d\r\nretry-after: 1\r\nconnection: close\r\n\r\n%s"
+        % (len(_BUSY_BODY), _BUSY_BODY))
 
 
 def status_line(status: int) -> bytes:
@@ -178,24 +202,42 @@ Handler = Callable[[Request, Response], Awaitable[None]]
 class ServerState:
     """What every connection of one worker shares."""
 
-    __slots__ = ("handler", "connections", "max_head_bytes", "keepalive_timeout", "draining",
+    __slots__ = ("handler", "connections", "max_head_bytes", "keepalive_timeout", "header_timeout",
+                 "body_timeout", "max_connections", "refused", "_refused_logged", "draining",
                  "on_connection")
 
     def __init__(self, handler: Handler, *, max_head_bytes: int = 64 * 1024,
-                 keepalive_timeout: float = 75.0,
+                 keepalive_timeout: float = 75.0, header_timeout: float = 30.0,
+                 body_timeout: float = 60.0, max_connections: int = 16384,
                  on_connection: Callable[["HttpConnection"], None] | None = None) -> None:
         self.handler = handler
         self.connections: set[HttpConnection] = set()
         self.max_head_bytes = max_head_bytes
         self.keepalive_timeout = keepalive_timeout
+        self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
+        self.max_connections = max_connections
+        self.refused = 0  # connections answered 503 for the limit
+        self._refused_logged = -60.0
         self.draining = False
         self.on_connection = on_connection
+
+    def over_limit(self, now: float) -> bool:
+        if len(self.connections) < self.max_connections:
+            return False
+        self.refused += 1
+        if now - self._refused_logged >= 60.0:
+            self._refused_logged = now
+            log.warning("%d connections open, the limit (--max-connections): new connections "
+                        "are answered 503 (%d so far)", len(self.connections), self.refused)
+        return True
 
 
 class HttpConnection(asyncio.Protocol):
     __slots__ = ("state", "loop", "transport", "peer", "parser", "write_flow", "_request", "_head_bytes",
-                 "_pipeline", "_task", "_idle_timer", "_closing", "identity", "_reading_paused",
-                 "_pause_reasons", "_lost", "user_data", "_held", "_close_after_held")
+                 "_pipeline", "_task", "_timer", "_timer_due", "_last_activity", "_head_started",
+                 "_stop_parsing", "identity", "_reading_paused", "_pause_reasons", "_lost",
+                 "user_data", "_held", "_close_after_held")
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
@@ -210,8 +252,11 @@ class HttpConnection(asyncio.Protocol):
         self._head_bytes = 0
         self._pipeline: deque[Request] = deque()
         self._task: asyncio.Task | None = None
-        self._idle_timer: asyncio.TimerHandle | None = None
-        self._closing = False
+        self._timer: asyncio.TimerHandle | None = None  # see _on_timer
+        self._timer_due = 0.0
+        self._last_activity = 0.0  # last bytes from the client, or the end of a response
+        self._head_started = 0.0  # first byte of the request head being read
+        self._stop_parsing = False  # nothing more from this client is a request
         self._reading_paused = False
         self._pause_reasons = 0
         self._lost = False
@@ -224,20 +269,30 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.transport = transport
+        now = self._last_activity = self.loop.time()
+        state = self.state
+        if state.over_limit(now):
+            self._stop_parsing = True
+            transport.write(BUSY)
+            transport.close()
+            return
         transport.set_write_buffer_limits(HIGH_WATER, LOW_WATER)
         peer = transport.get_extra_info("peername")
         if peer:
             self.peer = (peer[0], peer[1])
-        self.state.connections.add(self)
-        if self.state.on_connection is not None:
-            self.state.on_connection(self)
-        self._arm_idle_timer()
+        state.connections.add(self)
+        if state.on_connection is not None:
+            state.on_connection(self)
+        self._arm(now + state.keepalive_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
         self._held = None
         self.state.connections.discard(self)
-        self._cancel_idle_timer()
+        timer = self._timer
+        if timer is not None:
+            self._timer = None
+            timer.cancel()
         self.write_flow.lost()
         if self._request is not None:
             self._request.body.fail(ConnectionLost())
@@ -255,7 +310,9 @@ class HttpConnection(asyncio.Protocol):
         self.write_flow.resume()
 
     def data_received(self, data: bytes) -> None:
-        self._cancel_idle_timer()
+        if self._stop_parsing:
+            return
+        self._last_activity = self.loop.time()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -268,18 +325,28 @@ class HttpConnection(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             self._reject(400, "protocol upgrades are not supported")
         except httptools.HttpParserError as exc:
-            self._reject(400, "malformed HTTP request: %s" % (exc,))
+            req = self._request
+            if req is not None and req.method:
+                # The head was accepted and its exchange answers: fail the body.
+                self._stop_parsing = True
+                self._request = None
+                req.body.fail(BadRequest("malformed request body: %s" % (exc,)))
+            else:
+                self._reject(400, "malformed HTTP request: %s" % (exc,))
+        else:
+            if self._request is not None:
+                self._watch_request()
 
     def eof_received(self) -> bool | None:
-        # A client half-close: finish what is in flight, then close.
-        if self._task is None and not self._pipeline:
-            return None  # let the transport close
-        self._closing = True
-        return True
+        # The client closed its side: it has gone. Returning None closes the
+        # transport, and connection_lost cancels what runs (see the module
+        # docstring).
+        return None
 
     # -- httptools callbacks: record only ---------------------------------
 
     def on_message_begin(self) -> None:
+        self._head_started = self._last_activity
         req = Request()
         req.conn = self
         req.body = ReadBuffer(self.loop, self._pause_for_body, self._resume_for_body)
@@ -321,6 +388,8 @@ class HttpConnection(asyncio.Protocol):
                 req.content_length = int(value)  # llhttp already validated the digits
             elif name == b"transfer-encoding":
                 req.chunked = True
+                if req.http_version == "1.0":
+                    req.keep_alive = False  # RFC 9112 §6.1: faulty framing, close after it
             elif name == b"expect":
                 if value.lower() == b"100-continue":
                     req.expect_continue = True
@@ -341,6 +410,8 @@ class HttpConnection(asyncio.Protocol):
         req = self._request
         if req is not None:
             req.body.feed_eof()
+            if not req.keep_alive:
+                self._stop_parsing = True  # what follows a closing request is not a request
         self._request = None
 
     # -- running exchanges --------------------------------------------------
@@ -378,7 +449,8 @@ class HttpConnection(asyncio.Protocol):
             # honest signal left is to close the connection.
             self.abort()
             return
-        if not response.keep_alive or self.state.draining or (self._closing and not self._pipeline):
+        self._last_activity = self.loop.time()
+        if not response.keep_alive or self.state.draining:
             self._close()
             return
         if self._request is req:
@@ -391,10 +463,6 @@ class HttpConnection(asyncio.Protocol):
             nxt = self._pipeline.popleft()
             self._resume_reading(1)
             self._start(nxt)
-        elif self._closing:
-            self._close()
-        else:
-            self._arm_idle_timer()
 
     # -- writing and flow control --------------------------------------------
 
@@ -466,25 +534,54 @@ class HttpConnection(asyncio.Protocol):
         if self.transport is not None and not self._lost:
             self.transport.abort()
 
-    # -- keep-alive idle timeout and graceful drain ---------------------------
+    # -- the client's timeouts (one timer, see the module docstring) and drain ----
 
-    def _arm_idle_timer(self) -> None:
-        if self.state.draining:
-            self._close()
+    def _arm(self, due: float) -> None:
+        self._timer_due = due
+        self._timer = self.loop.call_at(due, self._on_timer)
+
+    def _watch_request(self) -> None:
+        """A request is still being read: make sure the timer fires by its deadline."""
+        req = self._request
+        state = self.state
+        if req.method:  # type: ignore[union-attr]
+            due = self._last_activity + state.body_timeout
+        else:
+            due = self._head_started + state.header_timeout
+        if due < self._timer_due:
+            timer = self._timer
+            if timer is not None:
+                timer.cancel()
+            self._arm(due)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._lost:
             return
-        self._idle_timer = self.loop.call_later(
-            self.state.keepalive_timeout, self._idle_timeout)
-
-    def _cancel_idle_timer(self) -> None:
-        timer = self._idle_timer
-        if timer is not None:
-            self._idle_timer = None
-            timer.cancel()
-
-    def _idle_timeout(self) -> None:
-        self._idle_timer = None
-        if self._task is None and self._request is None and not self._lost:
-            self._close()
+        state = self.state
+        now = self.loop.time()
+        req = self._request
+        if req is not None and not req.method:  # reading a head
+            due = self._head_started + state.header_timeout
+            if now >= due:
+                self._reject(408, "request head not received within %gs" % state.header_timeout)
+                return
+        elif req is not None:  # reading a body
+            due = self._last_activity + state.body_timeout
+            if now >= due:
+                self._stop_parsing = True
+                self._request = None
+                req.body.fail(RequestTimeout("request body stalled: no data for %gs"
+                                             % state.body_timeout))
+                due = now + state.keepalive_timeout
+        elif self._task is None and not self._pipeline:  # idle between requests
+            due = self._last_activity + state.keepalive_timeout
+            if now >= due:
+                self._close()
+                return
+        else:  # a request is being answered: the exchange's own timeouts apply
+            due = now + state.keepalive_timeout
+        self._arm(due)
 
     @property
     def busy(self) -> bool:
@@ -494,5 +591,4 @@ class HttpConnection(asyncio.Protocol):
         """Close now if idle; otherwise the in-flight exchange finishes with
         `connection: close` (keep_alive is off once the server is draining)."""
         if not self.busy and not self._lost:
-            self._cancel_idle_timer()
             self._close()

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import resource
 import signal
 import socket
 import sys
@@ -60,14 +61,50 @@ def bind_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
     return sock
 
 
+#: the connection limit when the open-files limit is unlimited
+DEFAULT_MAX_CONNECTIONS = 65536
+#: file descriptors kept for what is not a client connection (the listening
+#: socket, the capture store and journal, logs, connections to providers are
+#: counted apart)
+_RESERVED_FDS = 64
+
+
+def fit_open_files(max_connections: int | None) -> int:
+    """The connection limit: `max_connections`, or when it is None, what the
+    open-files limit allows (a warning says so when an explicit limit is
+    more than it allows). The soft limit is raised to the hard one first;
+    each client connection may hold one connection to a provider too, so it
+    needs two descriptors."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    room = DEFAULT_MAX_CONNECTIONS if soft == resource.RLIM_INFINITY else max(
+        1, (soft - _RESERVED_FDS) // 2)
+    if max_connections is None:
+        return room
+    if room < max_connections:
+        log.warning("the open-files limit (ulimit -n %d) allows %d client connections per worker, "
+                    "fewer than --max-connections %d: past %d new connections are answered 503",
+                    soft, room, max_connections, room)
+        return room
+    return max_connections
+
+
 async def _serve_worker(app_factory: AppFactory, sock: socket.socket, *, drain_timeout: float,
-                        max_head_bytes: int, keepalive_timeout: float,
+                        max_head_bytes: int, keepalive_timeout: float, header_timeout: float,
+                        body_timeout: float, max_connections: int,
                         ready: Callable[[tuple], None] | None) -> None:
     loop = asyncio.get_running_loop()
     app = await app_factory()
     await app.start()
     state = ServerState(app.handle, max_head_bytes=max_head_bytes,
-                        keepalive_timeout=keepalive_timeout, on_connection=app.on_connection)
+                        keepalive_timeout=keepalive_timeout, header_timeout=header_timeout,
+                        body_timeout=body_timeout, max_connections=max_connections,
+                        on_connection=app.on_connection)
     sock.listen(4096)
     server = await loop.create_server(lambda: HttpConnection(state), sock=sock)
     stop = asyncio.Event()
@@ -93,10 +130,13 @@ async def _serve_worker(app_factory: AppFactory, sock: socket.socket, *, drain_t
 
 def run_worker(app_factory: AppFactory, sock: socket.socket, *, drain_timeout: float = 30.0,
                max_head_bytes: int = 64 * 1024, keepalive_timeout: float = 75.0,
+               header_timeout: float = 30.0, body_timeout: float = 60.0,
+               max_connections: int = 16384,
                ready: Callable[[tuple], None] | None = None) -> None:
     uvloop.run(_serve_worker(app_factory, sock, drain_timeout=drain_timeout,
                              max_head_bytes=max_head_bytes, keepalive_timeout=keepalive_timeout,
-                             ready=ready))
+                             header_timeout=header_timeout, body_timeout=body_timeout,
+                             max_connections=max_connections, ready=ready))
 
 
 def _announce(addr: tuple) -> None:
@@ -108,10 +148,14 @@ def _announce(addr: tuple) -> None:
 
 
 def serve(app_factory: AppFactory, listen: str, *, workers: int = 1, drain_timeout: float = 30.0,
-          max_head_bytes: int = 64 * 1024, keepalive_timeout: float = 75.0) -> int:
+          max_head_bytes: int = 64 * 1024, keepalive_timeout: float = 75.0,
+          header_timeout: float = 30.0, body_timeout: float = 60.0,
+          max_connections: int | None = None) -> int:
     host, port = parse_listen(listen)
     options = dict(drain_timeout=drain_timeout, max_head_bytes=max_head_bytes,
-                   keepalive_timeout=keepalive_timeout, ready=_announce)
+                   keepalive_timeout=keepalive_timeout, header_timeout=header_timeout,
+                   body_timeout=body_timeout, max_connections=fit_open_files(max_connections),
+                   ready=_announce)
     if workers <= 1:
         sock = bind_socket(host, port, reuse_port=False)
         run_worker(app_factory, sock, **options)

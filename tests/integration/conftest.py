@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -183,7 +184,8 @@ class GatewayProcess:
 
 def launch_gateway(tmp_path: Path, config: dict | str | None, *args: str,
                    identity: str | None = "dev:alice@example.com", capture: bool = True,
-                   env: dict | None = None) -> GatewayProcess:
+                   env: dict | None = None, open_files: int | None = None) -> GatewayProcess:
+    """`aperture serve` in a subprocess; `open_files` sets its RLIMIT_NOFILE."""
     port = free_port()
     data_dir = tmp_path / "data"
     config_path = None
@@ -199,8 +201,10 @@ def launch_gateway(tmp_path: Path, config: dict | str | None, *args: str,
     cmd += list(args)
     log_path = tmp_path / ("gateway-%d.log" % port)
     with open(log_path, "wb") as log:
+        limit = None if open_files is None else (
+            lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files)))
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log,
-                                env={**os.environ, **(env or {})}, cwd=tmp_path)
+                                env={**os.environ, **(env or {})}, cwd=tmp_path, preexec_fn=limit)
     gw = GatewayProcess(proc, port, data_dir, config_path, log_path)
     try:
         wait_port(port, proc)
