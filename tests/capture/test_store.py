@@ -273,5 +273,8 @@ def test_overflow_keeps_records_in_the_journal_for_a_replay(tmp_path, monkeypatc
 def test_submit_after_close_is_ignored(tmp_path):
     store = _store(tmp_path)
     store.close()
-    store.submit(make_record())  # no error
+    store.submit(make_record())  # no error, and nothing kept
     store.close()
+    assert not os.listdir(tmp_path / "journal")
+    with CaptureReader(str(tmp_path)) as r:
+        assert r.records(limit=None) == []

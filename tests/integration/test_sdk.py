@@ -143,14 +143,16 @@ def test_upstream_errors_pass_through_in_provider_format(claude, gpt):
 
 
 def test_cut_stream_raises_in_sdk(claude):
-    # The gateway closes the connection without finishing the chunked body:
-    # the SDK's HTTP client reports an incomplete read.
-    with pytest.raises(Exception) as exc:
+    # The stream starts (a 200 and the first events), then the gateway closes
+    # the connection without finishing the chunked body: the SDK reports an
+    # incomplete read.
+    seen = []
+    with pytest.raises(anthropic.APIConnectionError, match=r"incomplete chunked read"):
         with claude.messages.stream(model="claude-sonnet-4-6", max_tokens=64, extra_headers={"x-sim-error": "cut"},
                                     messages=[{"role": "user", "content": "x"}]) as stream:
-            for _ in stream:
-                pass
-    assert "incomplete" in repr(exc.value).lower() or isinstance(exc.value, anthropic.APIError), exc.value
+            for event in stream:
+                seen.append(event.type)
+    assert seen[:2] == ["message_start", "content_block_start"] and "message_stop" not in seen
 
 
 BAD_BODIES = [
