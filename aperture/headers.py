@@ -40,7 +40,8 @@ def upstream_request_headers(client: list[tuple[bytes, bytes]], *, host: bytes, 
     out: list[tuple[bytes, bytes]] = [(b"host", host)]
     client_sent_credentials = False
     for name, value in client:
-        if name in _NOT_FORWARDED_UP or name in named or name.startswith(b"x-forwarded-"):
+        if (name in _NOT_FORWARDED_UP or name in named or name.startswith(b"x-forwarded-")
+                or (b"_" in name and name.replace(b"_", b"-") in _NOT_FORWARDED_UP)):
             if name == b"te" and value.strip().lower() == b"trailers":
                 out.append((name, value))
             continue

@@ -92,6 +92,16 @@ def test_response_headers_drop_hop_by_hop_and_framing():
                                                  (b"request-id", b"req_1")]
 
 
+def test_lookalikes_of_framing_headers_are_not_forwarded():
+    """`Transfer_Encoding` is no framing header to aperture, but a server that
+    reads `_` as `-` would take it for one."""
+    out = dict(upstream_request_headers(
+        [(b"transfer_encoding", b"chunked"), (b"content_length", b"5"), (b"session_id", b"s-1"),
+         (b"x_custom", b"kept")], host=b"h", auth_mode="none", key=None))
+    assert b"transfer_encoding" not in out and b"content_length" not in out
+    assert out[b"session_id"] == b"s-1" and out[b"x_custom"] == b"kept"
+
+
 SIGV4 = [(b"authorization", b"AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20260101/us-east-1/bedrock"),
          (b"x-amz-date", b"20260101T000000Z"), (b"x-amz-security-token", b"session-token"),
          (b"x-amz-content-sha256", b"e3b0c442"), (b"x-amzn-bedrock-service-tier", b"priority")]

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections import deque
 from typing import Awaitable, Callable
 
@@ -72,6 +73,8 @@ _STATUS_PHRASES = {
 # Prebuilt status lines: the head of every response starts with one of these.
 _STATUS_LINES = {code: b"HTTP/1.1 %d %s\r\n" % (code, phrase) for code, phrase in _STATUS_PHRASES.items()}
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9a-z-]+")
+_VERSIONS = frozenset({"1.0", "1.1"})
 _BUSY_BODY = b"too many connections\n"
 BUSY = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
         b"content-length: %d\r\nretry-after: 1\r\nconnection: close\r\n\r\n%s"
@@ -199,6 +202,22 @@ class Response:
 Handler = Callable[[Request, Response], Awaitable[None]]
 
 
+def check_transfer_coding(value: bytes) -> None:
+    """A request's Transfer-Encoding must be exactly `chunked` (case and
+    optional whitespace aside): any other coding is one the gateway does not
+    implement (RFC 9112 §6.1: 501), and anything that is not a list of tokens
+    is malformed (400). llhttp is more lenient than this."""
+    codings = [c.strip(b" \t").lower() for c in value.split(b",")]
+    if codings == [b"chunked"]:
+        return
+    for coding in codings:
+        if not coding or not _TOKEN.fullmatch(coding):
+            raise BadRequest("malformed Transfer-Encoding header")
+    raise GatewayError("transfer coding %s not supported (only chunked)"
+                       % ", ".join(c.decode("ascii") for c in codings if c != b"chunked"),
+                       status=501)
+
+
 class ServerState:
     """What every connection of one worker shares."""
 
@@ -236,7 +255,7 @@ class ServerState:
 class HttpConnection(asyncio.Protocol):
     __slots__ = ("state", "loop", "transport", "peer", "parser", "write_flow", "_request", "_head_bytes",
                  "_pipeline", "_task", "_timer", "_timer_due", "_last_activity", "_head_started",
-                 "_stop_parsing", "identity", "_reading_paused", "_pause_reasons", "_lost",
+                 "_stop_parsing", "_response", "identity", "_reading_paused", "_pause_reasons", "_lost",
                  "user_data", "_held", "_close_after_held")
 
     def __init__(self, state: ServerState) -> None:
@@ -257,6 +276,7 @@ class HttpConnection(asyncio.Protocol):
         self._last_activity = 0.0  # last bytes from the client, or the end of a response
         self._head_started = 0.0  # first byte of the request head being read
         self._stop_parsing = False  # nothing more from this client is a request
+        self._response: Response | None = None  # the running exchange's
         self._reading_paused = False
         self._pause_reasons = 0
         self._lost = False
@@ -371,6 +391,8 @@ class HttpConnection(asyncio.Protocol):
         parser = self.parser
         req.method = parser.get_method().decode("ascii", "replace")
         req.http_version = parser.get_http_version()
+        if req.http_version not in _VERSIONS:
+            raise GatewayError("HTTP version %s not supported" % req.http_version, status=505)
         if parser.should_upgrade():
             raise BadRequest("protocol upgrades are not supported")
         req.keep_alive = parser.should_keep_alive() and not self.state.draining
@@ -383,20 +405,25 @@ class HttpConnection(asyncio.Protocol):
             req.query = target[qpos + 1:].decode("latin-1")
         else:
             req.path = target.decode("latin-1")
+        hosts = 0
         for name, value in req.headers:
             if name == b"content-length":
                 req.content_length = int(value)  # llhttp already validated the digits
             elif name == b"transfer-encoding":
+                check_transfer_coding(value)
                 req.chunked = True
                 if req.http_version == "1.0":
                     req.keep_alive = False  # RFC 9112 §6.1: faulty framing, close after it
+            elif name == b"host":
+                hosts += 1
             elif name == b"expect":
                 if value.lower() == b"100-continue":
                     req.expect_continue = True
                 else:
                     raise GatewayError("unsupported Expect header", status=417)
-        if req.http_version == "1.1" and req.header(b"host") is None:
-            raise BadRequest("missing Host header")
+        if hosts != 1 and (hosts or req.http_version == "1.1"):
+            # RFC 9112 §3.2: an HTTP/1.1 request without Host, or any request with two
+            raise BadRequest("missing Host header" if not hosts else "more than one Host header")
         if self._task is None:
             self._start(req)
         else:
@@ -417,7 +444,7 @@ class HttpConnection(asyncio.Protocol):
     # -- running exchanges --------------------------------------------------
 
     def _start(self, req: Request) -> None:
-        response = Response(self, req.keep_alive, head_only=req.method == "HEAD")
+        response = self._response = Response(self, req.keep_alive, head_only=req.method == "HEAD")
         self._task = self.loop.create_task(self._run(req, response))
 
     async def _run(self, req: Request, response: Response) -> None:
@@ -526,9 +553,14 @@ class HttpConnection(asyncio.Protocol):
                   b"connection: close\r\n\r\n" % len(body) + body)
             self._close()
         else:
-            # A response is in progress for an earlier request: it cannot be
-            # interleaved with an error, so finish by closing.
-            self.abort()
+            # The bad bytes follow requests that were parsed whole: those are
+            # answered, in order, and the connection closes after the last.
+            self._stop_parsing = True
+            self._request = None
+            if self._pipeline:
+                self._pipeline[-1].keep_alive = False
+            else:
+                self._response.keep_alive = False
 
     def abort(self) -> None:
         if self.transport is not None and not self._lost:
