@@ -85,21 +85,28 @@ def loop_thread():
 class SimHandle:
     sim: object
     port: int
+    state: ServerState | None = None  # its connections, for tests that count them
 
     @property
     def url(self) -> str:
         return "http://127.0.0.1:%d" % self.port
 
+    def open_connections(self) -> int:
+        return len(self.state.connections)
 
-def start_handler_server(loop_thread: LoopThread, handler) -> tuple[object, int]:
+
+def start_handler_server(loop_thread: LoopThread, handler, *, with_state: bool = False):
+    """A server for `handler` in the loop thread: (server, port), or with
+    `with_state` (server, port, its ServerState)."""
     async def start():
         state = ServerState(handler)
         server = await asyncio.get_running_loop().create_server(
             lambda: HttpConnection(state), "127.0.0.1", 0)
         loop_thread.servers.append((server, state))
-        return server, server.sockets[0].getsockname()[1]
+        return server, server.sockets[0].getsockname()[1], state
 
-    return loop_thread.run(start())
+    server, port, state = loop_thread.run(start())
+    return (server, port, state) if with_state else (server, port)
 
 
 @contextlib.contextmanager
@@ -108,9 +115,9 @@ def serve_simulator(loop_thread: LoopThread, **settings):
     from aperture.sim.server import SimSettings, Simulator
 
     sim = Simulator(SimSettings(**settings))
-    server, port = start_handler_server(loop_thread, sim.handle)
+    server, port, state = start_handler_server(loop_thread, sim.handle, with_state=True)
     try:
-        yield SimHandle(sim, port)
+        yield SimHandle(sim, port, state)
     finally:
         loop_thread.loop.call_soon_threadsafe(server.close)
 
