@@ -1,0 +1,3 @@
+module streamload
+
+go 1.22
