@@ -4,7 +4,8 @@ Theory of operation
 -------------------
 Counting. Every exchange ends in one record (refused and failed ones too),
 handed to the gateway's sink. `ObservingSink` wraps the capture sink: it sets
-the record's estimated cost (aperture.pricing), counts it in this worker's
+the record's estimated cost (aperture.pricing; $0 for an exchange aperture
+refused, which no provider saw; none for a model without a price), counts it in this worker's
 `WorkerMetrics`, and passes it on, so the exchange itself is untouched. The
 counters are plain dicts keyed by label tuples: about 2 µs per record.
 prometheus_client's multiprocess mode (one mmap'd file per process, summed
@@ -39,6 +40,8 @@ import time
 from typing import TYPE_CHECKING
 
 import orjson
+
+from aperture.capture.record import REFUSED
 
 if TYPE_CHECKING:
     from aperture.capture.record import Record
@@ -124,9 +127,14 @@ class ObservingSink:
             # may name anything, and labels must stay a bounded set.
             if provider is not None and record.model in provider.models:
                 model = record.model
-                record.cost = snapshot.prices.cost(record.provider, model, record.usage)
+                if record.state == REFUSED:
+                    record.cost = 0  # refused by aperture: no provider saw it
+                else:
+                    record.cost = snapshot.prices.cost(record.provider, model, record.usage)
             else:
                 model = "" if not record.model else "other"
+                if record.state == REFUSED:
+                    record.cost = 0
             self.counts.observe(record, model)
         except Exception:  # counting must never cost a capture
             log.exception("metrics: cannot count record %s", getattr(record, "id", "?"))

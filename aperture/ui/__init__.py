@@ -27,6 +27,7 @@ parameter.
     /api/captures/ID    one capture: fields, headers, cost, body descriptions
     /api/captures/ID/request_body, .../response_body
                         view (raw|pretty|events), offset, limit
+    /api/models         the models the caller may use: provider, formats, price
     /api/users          since, until, format (admins)
     /api/active-users   since, until, bucket (admins)
 """
@@ -255,6 +256,9 @@ class UI:
                 await self._session(req, resp, role, me, unquote(path[len("/api/sessions/"):]))
             elif path.startswith("/api/captures/"):
                 await self._capture(req, resp, role, me, path[len("/api/captures/"):])
+            elif path == "/api/models":
+                Params(req.query, ())
+                self._send_json(resp, 200, {"models": _models(identity, self.gw.current())})
             elif path == "/api/users":
                 if role != "admin":
                     raise Forbidden(ADMIN_ONLY)
@@ -390,6 +394,19 @@ class UI:
                         (b"cache-control", b"no-store")], body)
 
 
+def _models(identity, snapshot) -> list[dict]:
+    """Every (provider, model) the caller may use, with formats and price."""
+    out = []
+    for provider, model in snapshot.policy.allowed_models(identity, snapshot.config.providers):
+        price = snapshot.prices.price(provider.id, model)
+        flags = sorted(provider.compatibility)
+        out.append({"provider": provider.id, "provider_name": provider.name or provider.id,
+                    "model": model, "formats": flags,
+                    "compatibility": {f: True for f in flags},
+                    "price": price.as_dict() if price is not None else None})
+    return out
+
+
 def _csv_safe(value) -> str:
     """A cell a spreadsheet will not run as a formula."""
     text = str(value)
@@ -445,7 +462,7 @@ def install(gateway) -> UI:
     routes.add("GET", "/ui/", ui.page, prefix=True)
     routes.add("GET", "/ui/static/", ui.static, prefix=True)
     for path in ("/api/usage", "/api/summary", "/api/sessions", "/api/users",
-                 "/api/active-users"):
+                 "/api/active-users", "/api/models"):
         routes.add("GET", path, ui.api)
     routes.add("GET", "/api/sessions/", ui.api, prefix=True)
     routes.add("GET", "/api/captures/", ui.api, prefix=True)

@@ -88,7 +88,7 @@ def page(page_id: str, *, title: str, who: str, role: str, subject: str = "",
             f'<p class="loading" role="status">Loading…</p>\n'
             f'<noscript><p class="error">This page needs JavaScript.</p></noscript>\n'
             f'</main>')
-    current = page_id if page_id in TITLES else ("logs" if page_id.startswith("logs")
+    current = page_id if page_id in TITLES else ("logs" if page_id in ("session", "request")
                                                  else "dashboard")
     return _frame(title=title, current=current, admin=admin, who=who, main=main)
 
