@@ -207,9 +207,12 @@ def _encode_cursor(key: bytes) -> str:
 def decode_cursor(text: str) -> bytes:
     """Raises ValueError when `text` is not a cursor."""
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        key = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
     except (ValueError, TypeError):
         raise ValueError("not a cursor") from None
+    if not key:
+        raise ValueError("not a cursor")
+    return key
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,8 @@ Bedrock), `json-array` (a streamed JSON array, Gemini), `text` or `binary`.
 Views:
 
 * `raw`: the bytes as UTF-8 text (invalid sequences replaced; binary bodies
-  as base64), paged by byte offset, never cutting a character in two;
+  and AWS event-streams as base64), paged by byte offset, never cutting a
+  character in two;
 * `pretty`: JSON indented, paged the same way over the indented text;
 * `events`: one entry per server-sent event, event-stream message or array
   element (with its JSON data parsed when it is JSON; a Bedrock `chunk`'s
@@ -92,7 +93,7 @@ def page(body: bytes | None, headers, view: str, offset: int, limit: int | None)
         binary = False
     else:
         view = "raw"
-        data, binary = body, kind == "binary"
+        data, binary = body, kind in ("binary", "eventstream")
     n = min(limit or DEFAULT_BYTES, MAX_BYTES)
     end = min(len(data), offset + n)
     if not binary:
