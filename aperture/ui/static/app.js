@@ -283,7 +283,7 @@
       body.replaceChildren(el("p", { class: "loading", role: "status", text: "Loading…" }));
       const range = currentRange();
       const since = sinceOf(range), bucket = bucketOf(range);
-      const who = ADMIN && SUBJECT ? SUBJECT : null;
+      const who = user;  // the caller's own, or (admins) the one in the path
       try {
         const [summary, byModel, timeline] = await Promise.all([
           getJSON("/api/summary", { since, user: who }),
@@ -642,7 +642,7 @@
         const csv = el("a", { href: `/api/users?${new URLSearchParams(since ? { since, format: "csv" } : { format: "csv" })}`,
           download: "aperture-users.csv", text: "Download CSV", id: "users-csv" });
         body.append(el("h2", { text: "Users" }), el("p", {}, csv), table([
-          ["user", "User", { render: (r) => el("a", { href: `/ui/dashboard/${encodeURIComponent(r.user)}`, text: r.user }) }],
+          ["user", "User", { render: (r) => el("a", { href: `/ui/dashboard/${encodeURIComponent(r.user).replace(/%40/g, "@")}`, text: r.user }) }],
           ...usageColumns(["requests", "Requests", { num: true, render: (r) => fmtInt(r.requests) }]).slice(1),
           ["last_seen", "Last seen", { render: (r) => fmtTime(r.last_seen) }],
         ], users.rows, { sortable: true, id: "users", key: (r) => r.user, caption: "Click a user for their dashboard" }));
