@@ -140,27 +140,56 @@ def _from_rollups(reader, txn, q: Query, dim: bytes, pieces, acc: dict) -> None:
         take = [0] * len(q.group)
     roll = reader._db("roll")
     unpack = struct.unpack
+    # Combination keys start with the user after the bucket: with a user
+    # filter, each bucket's keys of that user are one seek away.
+    user_prefix = want.get(0) + SEP if dim in (DIM_COMBO, DIM_TOOL_COMBO) and 0 in want else None
     with txn.cursor(db=roll) as cur:
         for level, b0, b1 in pieces:
             prefix = dim + level
             seconds = 86400 if level == LEVEL_DAY else 3600
-            if not cur.set_range(prefix + struct.pack(">I", b0)):
+            if user_prefix is not None:
+                spans = _user_spans(cur, prefix, b0, b1, user_prefix)
+            elif cur.set_range(prefix + struct.pack(">I", b0)):
+                spans = (cur.iternext(),)
+            else:
                 continue
-            for key, value in cur.iternext():
-                if not key.startswith(prefix):
-                    break
-                b = unpack(">I", key[2:6])[0]
-                if b >= b1:
-                    break
-                if want or take:
-                    parts = key[6:].split(SEP) if dim in (DIM_COMBO, DIM_TOOL_COMBO) else [key[6:]]
-                    if any(parts[i] != v for i, v in want.items()):
-                        continue
-                    values = tuple(parts[i].decode("utf-8", "replace") for i in take)
-                else:
-                    values = ()
-                group = (_bucket_of(b * seconds, q.bucket),) + values
-                add_counts(acc, group, rollup_values(value))
+            for items in spans:
+                for key, value in items:
+                    if not key.startswith(prefix):
+                        break
+                    b = unpack(">I", key[2:6])[0]
+                    if b >= b1:
+                        break
+                    if want or take:
+                        parts = (key[6:].split(SEP) if dim in (DIM_COMBO, DIM_TOOL_COMBO)
+                                 else [key[6:]])
+                        if any(parts[i] != v for i, v in want.items()):
+                            if user_prefix is not None and parts[0] != want[0]:
+                                break  # past this user's keys in this bucket
+                            continue
+                        values = tuple(parts[i].decode("utf-8", "replace") for i in take)
+                    else:
+                        values = ()
+                    group = (_bucket_of(b * seconds, q.bucket),) + values
+                    add_counts(acc, group, rollup_values(value))
+
+
+def _user_spans(cur, prefix: bytes, b0: int, b1: int, user_prefix: bytes):
+    """For each bucket in [b0, b1) that has keys: an iterator from the first
+    key of the user in it (the caller stops at the user's last)."""
+    b = b0
+    while b < b1:
+        if not cur.set_range(prefix + struct.pack(">I", b) + user_prefix):
+            return
+        key = cur.key()
+        if not key.startswith(prefix):
+            return
+        kb = struct.unpack(">I", key[2:6])[0]
+        if kb != b:  # this bucket has no key of the user: go on from the next one present
+            b = kb
+            continue
+        yield cur.iternext()
+        b += 1
 
 
 def _from_records(reader, txn, q: Query, lo: float, hi: float, acc: dict) -> None:

@@ -224,9 +224,17 @@ class Reader:
         raise AssertionError("unreachable")
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        """Stop the reader process now (a worker that exits would otherwise
+        wait for it)."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        procs = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.join(5)
 
 
 __all__ = ["Reader", "call", "OPS", "NANO", "time"]

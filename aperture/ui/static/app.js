@@ -379,7 +379,9 @@
         cursor = out.next;
         list.replaceChildren();
         if (!rows.length) {
-          list.append(el("p", { class: "muted", text: "No sessions match." }));
+          list.append(el("p", { class: "muted", text: cursor
+            ? "No match among the latest sessions examined; Load more searches further back."
+            : "No sessions match." }));
           if (!params.get("model") && !params.get("state") && !params.get("status")) list.append(emptyState());
         } else {
           list.append(table(columns(), rows, { id: "sessions", key: (r) => r.session,
