@@ -168,8 +168,8 @@ class UI:
         """The guard said no."""
         if req.path.startswith("/ui"):
             resp.send(403, pages.HTML_HEADERS, pages.error(403, reason))
-        elif id(handler) in self.guard._api:
-            self.gw._error(resp, handler.args[0], Forbidden(reason))
+        elif getattr(handler, "func", None) == self.gw._exchange:
+            self.gw._error(resp, handler.args[0], Forbidden(reason))  # in the API's own format
         else:
             self._send_error(resp, Forbidden(reason))
 
@@ -448,11 +448,22 @@ def _route_page(parts: list[str]) -> tuple[str, str, str] | None:
     return None
 
 
+# Management reads that clients make with whatever base URL they have (a
+# health check, aperture-cli): like the API formats, checked for their Host
+# only when a browser asks. /api/config is not among them.
+CLIENT_READS = ("/v1/models", "/api/providers", "/api/whoami")
+
+
 def _exchange_handlers(gateway) -> set[int]:
-    """The route table's handlers of the API formats (their ids)."""
+    """The route table's handlers of the API formats and CLIENT_READS (their ids)."""
     routes = gateway.routes
     handlers = list(routes._exact.values()) + [h for _p, _m, h in routes._prefixes]
-    return {id(h) for h in handlers if getattr(h, "func", None) == gateway._exchange}
+    ids = {id(h) for h in handlers if getattr(h, "func", None) == gateway._exchange}
+    for path in CLIENT_READS:
+        h = routes.find("GET", path)
+        if h is not None:
+            ids.add(id(h))
+    return ids
 
 
 def install(gateway) -> UI:

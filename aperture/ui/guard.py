@@ -11,9 +11,11 @@ guard refuses what only such a page would send:
   (`--ui-hosts`; by default `ai`, `localhost`, this machine's host name, and
   those names under a tailnet's `.ts.net` domain, plus the `--listen` host).
   An IP address as Host is always accepted: no DNS is involved, so no page of
-  another origin can be rebound to it. The API formats' paths keep answering
-  any name (clients may use a name of their own); a request to them from a
-  browser (one with `Origin` or `Sec-Fetch-Site`) gets the same check.
+  another origin can be rebound to it. The API formats' paths, and the reads
+  clients make beside them (`GET /v1/models`, `/api/providers`,
+  `/api/whoami`), keep answering any name (clients may use a name of their
+  own); a request to them from a browser (one with `Origin` or
+  `Sec-Fetch-Site`) gets the same check.
 * Cross-site requests that change something: every method but GET and HEAD
   that comes from a browser must come from the gateway's own origin: the
   `Origin` header, when present, must name the request's own Host (one of

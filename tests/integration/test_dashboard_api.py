@@ -141,6 +141,13 @@ def test_host_and_origin_guard(gw):
     assert bad.startswith(b"HTTP/1.1 403") and b"host not allowed" in bad
     page = raw_get(gw.port, "/ui/", "rebind.evil.example", "tailscale-user-login: %s\r\n" % ADMIN)
     assert page.startswith(b"HTTP/1.1 403")
+    config = raw_get(gw.port, "/api/config", "rebind.evil.example", "tailscale-user-login: %s\r\n" % ADMIN)
+    assert config.startswith(b"HTTP/1.1 403")
+    # clients' reads answer their own names, browsers' do not
+    assert raw_get(gw.port, "/v1/models", "my-gateway.corp", "tailscale-user-login: %s\r\n"
+                   % ADMIN).startswith(b"HTTP/1.1 200")
+    assert raw_get(gw.port, "/v1/models", "rebind.evil.example", "tailscale-user-login: %s\r\n"
+                   "sec-fetch-site: same-origin\r\n" % ADMIN).startswith(b"HTTP/1.1 403")
     # API formats answer any name, but not a browser's request from another origin.
     body = {"model": "gpt-5.4-mini", "messages": [{"role": "user", "content": "x"}]}
     assert request(gw.url, "POST", "/v1/chat/completions", body, login=ADMIN,
