@@ -1,3 +1,4 @@
 from aperture.cli import main
 
-main(prog_name="aperture")
+if __name__ == "__main__":  # not when a spawned child imports it as __mp_main__
+    main(prog_name="aperture")

@@ -95,11 +95,16 @@ def main() -> None:
 @click.option("--max-connections", default=None, type=click.IntRange(1),
               help="Open client connections per worker; past it new ones are answered 503. "
                    "Default: what the open-files limit allows (ulimit -n, two per connection).")
+@click.option("--ui-hosts", default=None, metavar="NAMES",
+              help="Comma-separated host names the dashboard, its data and /metrics answer to "
+                   "(*.example.com for a domain). Default: ai, localhost, this machine's name, "
+                   "those names under a tailnet's .ts.net domain and the --listen host; IP "
+                   "addresses are always accepted.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(listen, workers, config_path, data_dir, no_capture, capture_writer, identity_spec, tailscaled_socket,
           max_body_size, capture_body_size, connect_timeout, first_byte_timeout, idle_timeout,
-          drain_timeout, header_timeout, body_timeout, max_connections, log_level) -> None:
+          drain_timeout, header_timeout, body_timeout, max_connections, ui_hosts, log_level) -> None:
     """Run the gateway."""
     from aperture.config import read_config_text
     from aperture.configstore import compile_config
@@ -111,7 +116,7 @@ def serve(listen, workers, config_path, data_dir, no_capture, capture_writer, id
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        parse_listen(listen)
+        listen_host, _ = parse_listen(listen)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--listen") from None
     config = None
@@ -134,7 +139,8 @@ def serve(listen, workers, config_path, data_dir, no_capture, capture_writer, id
     settings = Settings(max_body_bytes=parse_size(max_body_size),
                         capture_body_bytes=parse_size(capture_body_size),
                         connect_timeout=connect_timeout, first_byte_timeout=first_byte_timeout,
-                        idle_timeout=idle_timeout)
+                        idle_timeout=idle_timeout, listen_host=listen_host,
+                        ui_hosts=tuple(h.strip() for h in (ui_hosts or "").split(",") if h.strip()))
     try:
         factory = make_app_factory(config_path, settings, identity_spec=identity_spec,
                                    tailscaled_socket=tailscaled_socket,

@@ -112,6 +112,8 @@ class Provider:
     #: Vertex: replace the placeholders _aperture_auto_vertex_project_id_ / _region_
     vertex_project: str | None = None
     vertex_region: str | None = None
+    #: configured prices: (model or "*", aperture.pricing.Price) pairs
+    prices: tuple = ()
 
     def speaks(self, api_format: str) -> bool:
         """Whether this provider serves `api_format` (a key of FORMAT_FLAGS)."""
@@ -362,6 +364,27 @@ class _Checker:
         except ValueError as e:
             self.problem(path, str(e))
 
+    def prices(self, raw: dict, path: str, cost_basis: str | None, url, compat,
+               models) -> tuple:
+        """`cost_basis` (one of the shipped price tables) and `prices` (per
+        model: rates, or the name of a priced model to price like); see
+        aperture.pricing."""
+        from aperture import pricing
+
+        if cost_basis is not None and cost_basis not in pricing.bases():
+            self.problem(f"{path}.cost_basis", "must be one of " + ", ".join(pricing.bases()))
+            return ()
+        raw_prices = raw.get("prices")
+        if raw_prices is None:
+            return ()
+        if url is None or models is None or compat is None:
+            return ()  # reported already; the prices are checked once those are right
+        basis = cost_basis or pricing.infer_basis(url[1], compat)
+        problems, prices = pricing.check_prices(raw_prices, f"{path}.prices", basis=basis,
+                                                models=models)
+        self.problems.extend(problems)
+        return prices
+
     def auth_mode(self, raw: dict, path: str) -> str | None:
         mode = raw.get("auth_mode")
         if mode is None:
@@ -453,6 +476,7 @@ class _Checker:
                 self.problem(f"{path}.{key}", "must be a Google Cloud project id or region name "
                                               "(letters, digits, '-', '_' and '.')")
         key_command = self.key_command(raw, path)
+        prices = self.prices(raw, path, cost_basis, url, compat, models)
         tailnet = raw.get("tailnet", False)
         if tailnet is None:
             tailnet = False
@@ -494,6 +518,7 @@ class _Checker:
             apikey_refresh=refresh,
             vertex_project=vertex_project,
             vertex_region=vertex_region,
+            prices=prices,
         )
 
 

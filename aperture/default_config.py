@@ -43,6 +43,10 @@ _TEMPLATE = """\
       // The model names this provider serves. A request's model must match
       // one of them exactly.
       "models": ["claude-sonnet-4-6", "claude-haiku-4-5", "claude-opus-4-7"],
+      // Which price table estimates this provider's costs (aperture knows it
+      // from a real provider's baseurl; the simulator's needs saying). A
+      // "prices" object can set or replace the price of any model.
+      "cost_basis": "anthropic",
     },
     "openai": {
       "name": "OpenAI",
@@ -56,6 +60,7 @@ _TEMPLATE = """\
         "openai_responses": true,  // POST /v1/responses
       },
       "models": ["gpt-5.4", "gpt-5.4-mini", "gpt-5.3-codex"],
+      "cost_basis": "openai",
     },
     "gemini": {
       "name": "Google Gemini",
@@ -65,6 +70,7 @@ _TEMPLATE = """\
       // POST /v1beta/models/<model>:generateContent, :streamGenerateContent, ...
       "compatibility": {"gemini_generate_content": true},
       "models": ["gemini-2.5-pro", "gemini-2.5-flash"],
+      "cost_basis": "google",
     },
     "vertex": {
       "name": "Vertex AI",
@@ -84,6 +90,7 @@ _TEMPLATE = """\
         "google_raw_predict": true,       // .../publishers/anthropic/models/<model>:rawPredict
       },
       "models": ["gemini-2.5-pro", "claude-sonnet-4-6", "claude-haiku-4-5"],
+      "cost_basis": "vertex",
     },
     "bedrock": {
       "name": "Amazon Bedrock",
@@ -99,6 +106,7 @@ _TEMPLATE = """\
         "us.anthropic.claude-haiku-4-5",
         "amazon.nova-pro-v1:0",
       ],
+      "cost_basis": "bedrock",
     },
   },
 

@@ -1,12 +1,15 @@
 """The gateway application that the server runs in each worker.
 
 It owns what one worker shares between its exchanges: the current
-configuration (with its router, policy and provider credentials, swapped as
-one `Snapshot` so in-flight requests finish on the configuration they started
-with), the upstream pool, the record sink, the identity source and the map of
-stored responses. `handle` dispatches one request through the route table:
-the API formats' paths (every method: the format answers a wrong one), the
-health check and the management endpoints.
+configuration (with its router, policy, provider credentials and prices,
+swapped as one `Snapshot` so in-flight requests finish on the configuration
+they started with), the upstream pool, the record sink (behind the observers
+that price and count each record: aperture.metrics), the identity source and
+the map of stored responses. `handle` dispatches one request through the route
+table: the API formats' paths (every method: the format answers a wrong one),
+the health check, the management endpoints, the dashboard and its data
+(aperture.ui) and /metrics. Requests from browsers pass the guard first
+(aperture.ui.guard: Host and Origin checks).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Callable
 
 import orjson
 
-from aperture import formats, mgmt
+from aperture import formats, metrics, mgmt, pricing
 from aperture.configstore import ConfigStore
 from aperture.errors import GatewayError, NotFound, PayloadTooLarge
 from aperture.exchange import Exchange
@@ -73,7 +76,7 @@ class RouteTable:
 class Snapshot:
     """What a request needs from the configuration, built once per version."""
 
-    __slots__ = ("config", "router", "policy", "credentials")
+    __slots__ = ("config", "router", "policy", "credentials", "prices")
 
     def __init__(self, config, policy, credentials: dict) -> None:
         self.config = config
@@ -81,6 +84,7 @@ class Snapshot:
         self.policy = policy
         #: provider id -> credential strategy (aperture.upstream.auth)
         self.credentials = credentials
+        self.prices = pricing.book_for(config)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,12 +94,20 @@ class Settings:
     connect_timeout: float = 10.0
     first_byte_timeout: float = 600.0
     idle_timeout: float = 300.0
+    #: the capture store the dashboard reads (None: capture is off)
+    data_dir: str | None = None
+    #: where the workers' metrics sockets live (None: this worker alone)
+    metrics_dir: str | None = None
+    #: host names the dashboard answers to (empty: the defaults, see aperture.ui.guard)
+    ui_hosts: tuple[str, ...] = ()
+    listen_host: str = ""
 
 
 class Gateway:
     def __init__(self, store: ConfigStore, settings: Settings, *, sink, identity_source) -> None:
         self.settings = settings
-        self.sink = sink
+        self.metrics = metrics.Metrics(settings.metrics_dir)
+        self.sink = metrics.ObservingSink(sink, self)
         self.identity_source = identity_source
         self.store = store
         self._commands: dict[tuple, CommandKey] = {}  # kept across reloads: tokens live on
@@ -114,6 +126,9 @@ class Gateway:
         self.routes.add("HEAD", "/healthz", self._health)
         for (method, path), endpoint in _MANAGEMENT.items():
             self.routes.add(method, path, functools.partial(self._management, endpoint=endpoint))
+        from aperture import ui
+
+        self.ui = ui.install(self)
 
     def _build(self, config, policy) -> Snapshot:
         credentials = {}
@@ -154,6 +169,7 @@ class Gateway:
         if self.store.path is not None:
             self._tasks.append(loop.create_task(self.store.watch()))
             loop.add_signal_handler(signal.SIGHUP, self._reload)
+        await self.metrics.start(self)
 
     def _reload(self) -> None:
         asyncio.get_running_loop().run_in_executor(None, self.store.reload)
@@ -164,11 +180,14 @@ class Gateway:
         if self.pool is not None:
             self.pool.close()
         self.sink.close()
+        self.metrics.close()
+        self.ui.close()
         for closer in self.closers:
             closer()
 
     def on_connection(self, conn) -> None:
-        pass
+        if self.metrics.connections is None:
+            self.metrics.connections = conn.state.connections  # counted when scraped
 
     async def identify(self, req):
         """The caller's identity: resolved once per connection (per request for
@@ -190,10 +209,20 @@ class Gateway:
             self._error(resp, formats.DEFAULT_FORMAT,
                         NotFound("no route for %s %s" % (req.method, req.path)))
             return
+        refusal = self.ui.guard.check(req, handler)
+        if refusal is not None:
+            await self.ui.refuse(req, resp, handler, refusal)
+            return
         await handler(req, resp)
 
     async def _exchange(self, fmt, req, resp) -> None:
-        await Exchange(self, req, resp, fmt).run()
+        exchange = Exchange(self, req, resp, fmt)
+        live = self.metrics.live  # in flight, for /metrics
+        live.add(exchange)
+        try:
+            await exchange.run()
+        finally:
+            live.discard(exchange)
 
     async def _health(self, req, resp) -> None:
         resp.send(200, _TEXT, b"ok\n")

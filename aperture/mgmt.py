@@ -14,7 +14,9 @@ What a caller may see (reference aperture.md §2.1, §2.3): `/v1/models` and
 no role sees empty lists (and `/api/whoami` says why). `/v1/models` lists each
 bare model id once, attributed to the first provider in config order that
 serves it and is granted (the provider id is in `owned_by` and
-`metadata.provider`).
+`metadata.provider`), with its `pricing` (per-token USD strings, reference
+aperture.md §2.1) when the model has a price (aperture.pricing); a model
+without one has no `pricing`, never zeros.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from aperture import pricing
 from aperture.config import COMPATIBILITY_FLAGS
 from aperture.errors import BadRequest, Forbidden
 
@@ -40,19 +43,22 @@ _FLAGS = tuple(sorted(COMPATIBILITY_FLAGS))
 def models(identity: Identity, config: Config, policy: Policy) -> tuple[int, dict]:
     data: list[dict[str, Any]] = []
     seen: set[str] = set()
+    book = pricing.book_for(config)
     for provider, model in policy.allowed_models(identity, config.providers):
         if model in seen:
             continue
         seen.add(model)
-        data.append(
-            {
-                "id": model,
-                "object": "model",
-                "created": 0,
-                "owned_by": provider.id,
-                "metadata": {"provider": {"id": provider.id, "name": provider.name or provider.id}},
-            }
-        )
+        entry = {
+            "id": model,
+            "object": "model",
+            "created": 0,
+            "owned_by": provider.id,
+            "metadata": {"provider": {"id": provider.id, "name": provider.name or provider.id}},
+        }
+        price = book.price(provider.id, model)
+        if price is not None:
+            entry["pricing"] = pricing.pricing_fields(price)
+        data.append(entry)
     return 200, {"object": "list", "data": data}
 
 

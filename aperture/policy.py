@@ -11,8 +11,10 @@ qualified name `provider/model`. A model grant without a role gives nothing.
 Two spellings of grants are read:
 
 * `grants` (current): `{"src": [...], "app": {"tailscale.com/cap/aperture":
-  [{"role": "user"}, {"models": "anthropic/**"}, ...]}}`. Capability objects
-  other than `role` and `models` (quotas, hooks, connectors, ...) belong to
+  [{"role": "user"}, {"models": "anthropic/**"}, ...]}}`, and
+  `{"read_metrics": true}`, which lets a caller (a Prometheus server's tag,
+  say) read /metrics without a role. Capability objects
+  other than `role`, `models` and `read_metrics` (quotas, hooks, connectors, ...) belong to
   other modules and are kept in the document untouched; other `app` keys are
   custom capabilities for hooks and are ignored here.
 * `temp_grants` (alpha): `{"src": [...], "grants": [{"role": "admin"},
@@ -139,6 +141,7 @@ class _Grant:
     src: _Source
     role: str | None  # "admin" > "user"
     models: tuple[str, ...]  # globs
+    read_metrics: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +151,7 @@ class Access:
     role: str | None  # "admin" | "user" | None
     models: tuple[str, ...]  # model globs granted (deduplicated, in grant order)
     pattern: re.Pattern[str] | None  # all of them as one regex; None when none
+    read_metrics: bool = False  # granted read_metrics (admins may read /metrics anyway)
 
     def may_use(self, fqn: str) -> bool:
         return self.pattern is not None and self.pattern.fullmatch(fqn) is not None
@@ -282,6 +286,7 @@ class _Compiler:
         app = raw.get("app")
         role: str | None = None
         models: list[str] = []
+        read_metrics = False
         if app is None:
             self.problem(f"{path}.app", f'required (an object with "{APERTURE_CAP}")')
         elif not isinstance(app, dict):
@@ -301,6 +306,12 @@ class _Compiler:
                         continue
                     if "role" in cap:
                         role = self.merge_role(role, self.role(cap["role"], f"{where}.role"))
+                    if "read_metrics" in cap:
+                        if not isinstance(cap["read_metrics"], bool):
+                            self.problem(f"{where}.read_metrics", "must be true or false, not "
+                                         + type_name(cap["read_metrics"]))
+                        else:
+                            read_metrics = read_metrics or cap["read_metrics"]
                     if "models" in cap:
                         value = cap["models"]
                         if isinstance(value, list):
@@ -315,7 +326,8 @@ class _Compiler:
                             if g is not None:
                                 models.append(g)
         if len(self.problems) == before and src is not None:
-            self.grants.append(_Grant(src=src, role=role, models=tuple(models)))
+            self.grants.append(_Grant(src=src, role=role, models=tuple(models),
+                                      read_metrics=read_metrics))
 
     def legacy(self, index: int, raw: Any) -> None:
         path = f"temp_grants[{index}]"
@@ -428,20 +440,27 @@ class Policy:
         tags = frozenset(t.strip().lower() for t in identity.tags)
         groups = _normalize_groups(identity.groups)
         role: str | None = None
+        read_metrics = False
         globs: dict[str, None] = {}  # ordered set
         for grant in self._grants:
             if not grant.src.matches(login, tags, groups):
                 continue
             if grant.role == "admin" or role is None:
                 role = grant.role or role
+            read_metrics = read_metrics or grant.read_metrics
             for g in grant.models:
                 globs[g] = None
-        if role is None and not globs:
+        if role is None and not globs and not read_metrics:
             return _NOBODY
         pattern = None
         if globs:
             pattern = re.compile("|".join(f"(?:{glob_regex(g)})" for g in globs), re.DOTALL)
-        return Access(role=role, models=tuple(globs), pattern=pattern)
+        return Access(role=role, models=tuple(globs), pattern=pattern, read_metrics=read_metrics)
+
+    def may_read_metrics(self, identity: Identity) -> bool:
+        """Admins, and callers granted read_metrics."""
+        access = self.access(identity)
+        return access.role == "admin" or access.read_metrics
 
     def role(self, identity: Identity) -> str | None:
         """"admin", "user" or None."""

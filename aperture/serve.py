@@ -5,7 +5,12 @@ exists."""
 
 from __future__ import annotations
 
+import atexit
+import dataclasses
 import logging
+import os
+import shutil
+import tempfile
 
 from aperture.capture.retention import parse_retention
 from aperture.configstore import ConfigStore, compile_config
@@ -32,6 +37,14 @@ def make_app_factory(config_path: str | None, settings: Settings, *, identity_sp
                      tailscaled_socket: str, data_dir: str | None, capture: str = "auto"):
     # Made here, so a bad identity spec fails before any worker starts.
     source = make_source(identity_spec, tailscaled_socket=tailscaled_socket)
+    # Made before the workers fork: where they find each other's metrics
+    # (aperture.metrics), private to this user, removed when serve exits.
+    metrics_dir = tempfile.mkdtemp(prefix="aperture-metrics-")
+    owner = os.getpid()
+    atexit.register(lambda: os.getpid() == owner and shutil.rmtree(metrics_dir, True))
+    settings = dataclasses.replace(
+        settings, metrics_dir=metrics_dir,
+        data_dir=os.path.abspath(data_dir) if data_dir is not None else None)
 
     async def factory() -> Gateway:
         closers = []

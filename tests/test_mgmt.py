@@ -50,8 +50,18 @@ def test_models_for_admin_lists_everything_once(state):
     assert ids == ["claude-opus-4-7", "claude-sonnet-4-6", "gpt-5.4", "gpt-5.4-mini", "qwen/qwen3-coder"]
     first = body["data"][0]
     assert first == {"id": "claude-opus-4-7", "object": "model", "created": 0, "owned_by": "anthropic",
-                     "metadata": {"provider": {"id": "anthropic", "name": "Anthropic"}}}
+                     "metadata": {"provider": {"id": "anthropic", "name": "Anthropic"}},
+                     "pricing": {"input": "0.000005", "input_cache_read": "0.0000005",
+                                 "input_cache_write": "0.00000625",
+                                 "input_cache_write_1h": "0.00001", "output": "0.000025"}}
     assert body["data"][2]["metadata"]["provider"] == {"id": "openai", "name": "openai"}
+    assert body["data"][2]["pricing"]["output"] == "0.000015"
+
+
+def test_models_without_a_price_have_no_pricing(state):
+    """qwen/qwen3-coder is in no shipped table: no pricing, never zeros."""
+    _, body = mgmt.models(ADMIN, *state)
+    assert "pricing" not in body["data"][4]
 
 
 def test_models_for_user_lists_only_granted(state):

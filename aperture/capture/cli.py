@@ -160,7 +160,9 @@ def show(ctx: click.Context, capture_id: str, data_dir: str | None, fmt: str) ->
 @_common
 @click.pass_context
 def usage(ctx: click.Context, by: str, **given) -> None:
-    """Requests and tokens per user, model, provider, day (UTC), session or tool."""
+    """Requests, tokens and estimated cost per user, model, provider, day (UTC),
+    session or tool (cost_usd sums the requests with a price; unpriced_requests
+    counts the others)."""
     s = _settings(ctx, given)
     with _reader(s["data_dir"]) as reader:
         rows = reader.usage(by, _filter(s))
@@ -226,6 +228,17 @@ def _human(n: int | float) -> str:
     return f"{n / 1e15:.0f}P"
 
 
+def _money(usd: float | None) -> str:
+    """At most 8 characters: $0.00012, $12.34, $1234.5k; "no price" for None."""
+    if usd is None:
+        return "no price"
+    if usd < 0.01:
+        return f"${usd:.5f}" if usd else "$0"
+    if usd < 10_000:
+        return f"${usd:.2f}"
+    return f"${usd / 1000:.0f}k"
+
+
 def _width(s: str) -> int:
     return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in s)
 
@@ -272,34 +285,37 @@ def _local(ts: str) -> str:
 
 def _records_table(rows: list[dict]) -> str:
     # Durations and tool calls are in the json/csv formats; 80 columns hold the rest.
-    cols = [("ID", 26, False, False), ("TIME", 11, False, False), ("USER", 8, False, True),
-            ("MODEL", 10, False, True), ("ST", 3, True, False), ("IN", 2, True, False),
-            ("OUT", 3, True, False)]
+    cols = [("ID", 26, False, False), ("TIME", 11, False, False), ("USER", 6, False, True),
+            ("MODEL", 8, False, True), ("ST", 3, True, False), ("IN", 2, True, False),
+            ("OUT", 3, True, False), ("COST", 4, True, False)]
     body = [[r["id"], _local(r["time"]), r["user"], r["model"] or "-", str(r["status"]),
-             _human(r["input_tokens"]), _human(r["output_tokens"])] for r in rows]
+             _human(r["input_tokens"]), _human(r["output_tokens"]), _money(r["cost_usd"])]
+            for r in rows]
     return _table(cols, body)
 
 
 def _usage_table(rows: list[dict], by: str) -> str:
     cols = [(by.upper(), 8, False, True), ("REQS", 4, True, False), ("INPUT", 5, True, False),
             ("OUTPUT", 6, True, False), ("C.READ", 6, True, False),
-            ("C.WRITE", 7, True, False), ("REASON", 6, True, False), ("CALLS", 5, True, False)]
+            ("C.WRITE", 7, True, False), ("REASON", 6, True, False), ("CALLS", 5, True, False),
+            ("COST", 4, True, False)]
     body = [[r[by] or "-", _human(r["requests"]), _human(r["input_tokens"]),
              _human(r["output_tokens"]), _human(r["cache_read_tokens"]),
              _human(r["cache_write_tokens"]), _human(r["reasoning_tokens"]),
-             _human(r["tool_calls"])] for r in rows]
+             _human(r["tool_calls"]), _money(r["cost_usd"])] for r in rows]
     return _table(cols, body)
 
 
 def _sessions_table(rows: list[dict]) -> str:
-    cols = [("SESSION", 36, False, True), ("USER", 6, False, True), ("LAST", 11, False, False),
+    cols = [("SESSION", 30, False, True), ("USER", 6, False, True), ("LAST", 11, False, False),
             ("REQS", 4, True, False), ("IN", 2, True, False), ("OUT", 3, True, False),
-            ("TOOLS", 5, False, True)]
+            ("COST", 4, True, False), ("TOOLS", 5, False, True)]
     body = []
     for r in rows:
         tools = " ".join(f"{k}:{n}" for k, n in r["tools"].items()) or "-"
         body.append([r["session"], r["user"], _local(r["last"]), str(r["requests"]),
-                     _human(r["input_tokens"]), _human(r["output_tokens"]), tools])
+                     _human(r["input_tokens"]), _human(r["output_tokens"]),
+                     _money(r["cost_usd"]), tools])
     return _table(cols, body)
 
 
@@ -324,6 +340,7 @@ def _show_text(c: dict) -> str:
         ("tokens", f"input {c['input_tokens']}, output {c['output_tokens']}, cache read "
                    f"{c['cache_read_tokens']}, cache write {c['cache_write_tokens']}, "
                    f"reasoning {c['reasoning_tokens']}"),
+        ("cost", "no price" if c["cost_usd"] is None else f"${c['cost_usd']:.6f} (estimated)"),
         ("session", c["session"]),
         ("duration", f"{c['duration_ms']} ms" + (f" (first byte {c['ttfb_ms']} ms)"
                                                   if c["ttfb_ms"] is not None else "")),

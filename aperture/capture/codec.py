@@ -58,9 +58,10 @@ def journal_parts(rec: Record) -> list[bytes]:
 (F_ID, F_TIME, F_USER, F_NODE, F_NODE_ID, F_TAGS, F_PROVIDER, F_MODEL, F_API, F_METHOD,
  F_PATH, F_STATUS, F_STREAM, F_USAGE, F_TOOLS, F_DURATION, F_TTFB, F_STATE, F_ERROR,
  F_REQ_HEADERS, F_RESP_HEADERS, F_SESSION_HINT, F_REQ_TRUNC, F_RESP_TRUNC,
- F_RESPONSE_ID) = range(25)
-N_FIELDS = 25
-#: journals written before F_RESPONSE_ID existed have this many fields
+ F_RESPONSE_ID, F_COST) = range(26)
+N_FIELDS = 26
+#: journals written before F_RESPONSE_ID existed have this many fields (and
+#: before F_COST, 25): the missing ones read as "" and None
 _OLD_FIELDS = 24
 
 # A record as the writer takes it: (meta list, request body, response body).
@@ -81,7 +82,7 @@ def record_entry(rec: Record) -> Entry:
         [(t.name, t.arguments) for t in rec.tool_calls] if rec.tool_calls else (),
         rec.duration_ms, rec.ttfb_ms, rec.state, rec.error, rec.request_headers,
         rec.response_headers, rec.session_hint, rec.request_body_truncated,
-        rec.response_body_truncated, rec.response_id,
+        rec.response_body_truncated, rec.response_id, rec.cost,
     ], q if type(q) is bytes else bytes(q), r if type(r) is bytes else bytes(r))
 
 
@@ -92,8 +93,10 @@ def decode_journal_entry(payload: bytes) -> Entry:
     m = orjson.loads(payload[o:o + mlen])
     if type(m) is not list or len(m) < _OLD_FIELDS:
         raise ValueError("journal frame: not a record")
-    if len(m) < N_FIELDS:
+    if len(m) == _OLD_FIELDS:
         m.append("")  # no response id
+    if len(m) < N_FIELDS:
+        m.append(None)  # no cost estimate
     o += mlen
     return m, payload[o:o + qlen], payload[o + qlen:o + qlen + rlen]
 
@@ -129,7 +132,14 @@ def read_frames(data: bytes) -> tuple[list[bytes], int]:
 (R_ID, R_TIME, R_USER, R_NODE, R_NODE_ID, R_TAGS, R_PROVIDER, R_MODEL, R_API, R_METHOD,
  R_PATH, R_STATUS, R_STREAM, R_IN, R_OUT, R_CREAD, R_CWRITE, R_REASON, R_TOOLS, R_SESSION,
  R_DURATION, R_TTFB, R_STATE, R_ERROR, R_REQ_SIZE, R_RESP_SIZE, R_REQ_TRUNC,
- R_RESP_TRUNC) = range(28)
+ R_RESP_TRUNC, R_COST) = range(29)
+#: summaries written before R_COST existed are this long (their cost reads as None)
+OLD_SUMMARY = 28
+
+
+def summary_cost(s: list) -> int | None:
+    """A summary's estimated cost in nano-dollars, or None (no price)."""
+    return s[R_COST] if len(s) > R_COST else None
 
 
 def summary(f: list, session: str, req_size: int, resp_size: int) -> bytes:
@@ -143,6 +153,7 @@ def summary(f: list, session: str, req_size: int, resp_size: int) -> bytes:
     return orjson.dumps([
         *f[:F_USAGE], *f[F_USAGE], [t[0] for t in calls] if calls else [], session,
         *f[F_DURATION:F_REQ_HEADERS], req_size, resp_size, f[F_REQ_TRUNC], f[F_RESP_TRUNC],
+        f[F_COST],
     ])
 
 

@@ -29,22 +29,34 @@ from . import blocks, codec
 from .codec import (R_API, R_CREAD, R_CWRITE, R_DURATION, R_ERROR, R_ID, R_IN, R_METHOD,
                     R_MODEL, R_NODE, R_NODE_ID, R_OUT, R_PATH, R_PROVIDER, R_REASON,
                     R_REQ_SIZE, R_REQ_TRUNC, R_RESP_SIZE, R_RESP_TRUNC, R_SESSION, R_STATE,
-                    R_STATUS, R_STREAM, R_TAGS, R_TIME, R_TOOLS, R_TTFB, R_USER)
+                    R_STATUS, R_STREAM, R_TAGS, R_TIME, R_TOOLS, R_TTFB, R_USER, summary_cost)
 from .retention import parse_duration
-from .schema import SEP, add_counts, key_field, open_env, release_env, ts_bytes
-from .store import (DIM_MODEL, DIM_PROVIDER, DIM_TOOL, DIM_TOTAL, DIM_USER, LEVEL_DAY,
-                    LEVEL_HOUR, ROLL)
+from .schema import (DIM_MODEL, DIM_PROVIDER, DIM_TOOL, DIM_TOTAL, DIM_USER, SEP, add_counts,
+                     key_field, open_env, release_env, rollup_values, ts_bytes)
+from .store import LEVEL_DAY, LEVEL_HOUR
 
 RECORD_FIELDS = ("id", "time", "user", "node", "tags", "provider", "model", "api", "method",
                  "path", "status", "stream", "input_tokens", "output_tokens",
-                 "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "tool_calls",
-                 "session", "duration_ms", "ttfb_ms", "state", "error")
+                 "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "cost_usd",
+                 "tool_calls", "session", "duration_ms", "ttfb_ms", "state", "error")
 TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
                 "reasoning_tokens")
-USAGE_FIELDS = ("requests",) + TOKEN_FIELDS + ("tool_calls", "duration_ms")
+#: cost_usd sums the requests that have a price; unpriced_requests counts the
+#: others; cost_usd is null when no request of the group has a price
+USAGE_FIELDS = ("requests",) + TOKEN_FIELDS + ("tool_calls", "duration_ms", "cost_usd",
+                                               "unpriced_requests")
 USAGE_BY = ("user", "model", "provider", "day", "session", "tool")
 SESSION_FIELDS = ("session", "user", "first", "last", "requests") + TOKEN_FIELDS + (
-    "tool_calls", "duration_ms", "tools", "models")
+    "tool_calls", "duration_ms", "cost_usd", "unpriced_requests", "tools", "models")
+NANO = 1_000_000_000
+
+
+def cost_usd(nano: int, unpriced: int, requests: int) -> float | None:
+    """Dollars of a sum of estimates; None ("no price") when none of the
+    `requests` had a price."""
+    if requests and unpriced >= requests:
+        return None
+    return nano / NANO
 
 
 class AmbiguousId(LookupError):
@@ -196,7 +208,8 @@ class CaptureReader:
             "api": s[R_API], "method": s[R_METHOD], "path": s[R_PATH], "status": s[R_STATUS],
             "stream": s[R_STREAM], "input_tokens": s[R_IN], "output_tokens": s[R_OUT],
             "cache_read_tokens": s[R_CREAD], "cache_write_tokens": s[R_CWRITE],
-            "reasoning_tokens": s[R_REASON], "tool_calls": calls, "session": s[R_SESSION],
+            "reasoning_tokens": s[R_REASON], "cost_usd": _usd(summary_cost(s)),
+            "tool_calls": calls, "session": s[R_SESSION],
             "duration_ms": s[R_DURATION], "ttfb_ms": s[R_TTFB], "state": s[R_STATE],
             "error": s[R_ERROR],
         }
@@ -272,7 +285,8 @@ class CaptureReader:
                     and f.provider is None and f.status is None:
                 for tot in self._session_totals(txn, f):
                     acc[tot["session"]] = [tot["requests"]] + [tot[k] for k in TOKEN_FIELDS] + [
-                        tot["tool_calls"], int(tot["duration_ms"] * 1000)]
+                        tot["tool_calls"], int(tot["duration_ms"] * 1000), tot.get("cost", 0),
+                        tot.get("unpriced", tot["requests"])]
             elif by != "session" and f.only_time and self._db("roll") is not None:
                 self._usage_from_rollups(txn, by, f, acc)
             else:
@@ -280,10 +294,7 @@ class CaptureReader:
                     _add_summary(acc, by, s)
         rows = []
         for group, v in acc.items():
-            row = {by: group}
-            row.update(zip(USAGE_FIELDS, v))
-            row["duration_ms"] = v[7] / 1000
-            rows.append(row)
+            rows.append(_usage_row(by, group, v))
         if by == "day":
             rows.sort(key=lambda r: r["day"])
         else:
@@ -315,7 +326,7 @@ class CaptureReader:
                         group = utc_day(t)
                     else:
                         group = key[6:].decode("utf-8", "replace")
-                    add_counts(acc, group, ROLL.unpack(value))
+                    add_counts(acc, group, rollup_values(value))
         for a, b in edges:
             sub = Filter(since=a, until=b)
             for s in self._scan(txn, sub):
@@ -389,14 +400,36 @@ def _session_row(tot: dict) -> dict:
         row[k] = tot[k]
     row["tool_calls"] = tot["tool_calls"]
     row["duration_ms"] = round(tot["duration_ms"], 3)
+    unpriced = tot.get("unpriced", tot["requests"])
+    row["cost_usd"] = cost_usd(tot.get("cost", 0), unpriced, tot["requests"])
+    row["unpriced_requests"] = unpriced
     row["tools"] = dict(sorted(tot["tools"].items(), key=lambda kv: (-kv[1], kv[0])))
     row["models"] = sorted(tot["models"])
     return row
 
 
+def _usd(nano: int | None) -> float | None:
+    return None if nano is None else nano / NANO
+
+
+def _usage_row(by: str, group, v: list) -> dict:
+    row = {by: group}
+    row.update(zip(USAGE_FIELDS, v))
+    row["duration_ms"] = v[7] / 1000
+    row["cost_usd"] = cost_usd(v[8], v[9], v[0])
+    row["unpriced_requests"] = v[9]
+    return row
+
+
+def summary_figures(s: list) -> list:
+    """A record summary as the ten rollup figures."""
+    cost = summary_cost(s)
+    return [1, s[R_IN], s[R_OUT], s[R_CREAD], s[R_CWRITE], s[R_REASON], len(s[R_TOOLS]),
+            int((s[R_DURATION] or 0) * 1000), cost or 0, 1 if cost is None else 0]
+
+
 def _add_summary(acc: dict, by: str, s: list) -> None:
-    vals = [1, s[R_IN], s[R_OUT], s[R_CREAD], s[R_CWRITE], s[R_REASON], len(s[R_TOOLS]),
-            int((s[R_DURATION] or 0) * 1000)]
+    vals = summary_figures(s)
     if by == "tool":
         counts: dict[str, int] = {}
         for name in s[R_TOOLS]:

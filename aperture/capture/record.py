@@ -63,6 +63,9 @@ class Record:
     request_body_truncated: bool = False
     response_body_truncated: bool = False
     response_id: str = ""  # the provider's id of a stored response (Responses API)
+    #: estimated cost in nano-dollars (1e-9 USD), None when the model has no
+    #: price; set by the gateway's observers before the capture sink sees it
+    cost: int | None = None
 
 
 class RecordSink(Protocol):

@@ -22,7 +22,8 @@ keys sort by time; `id` is the 26-character record id):
     blk    hash(block)              -> stored block   (content-addressed bodies)
     blkh   hash(block)              -> u32 hour of the newest record using it
     blka   u32 hour, hash(block)    -> ""             (blocks by age, for purge)
-    roll   dim level u32 bucket value -> totals       (hourly and daily rollups)
+    roll   dim level u32 bucket value -> totals       (hourly and daily rollups; dims
+                                                      below, values as rollup_values reads them)
     meta   name                     -> value          (schema version, purge mark)
 
 Every process of the gateway opens the environment once (LMDB must not be
@@ -252,12 +253,49 @@ def release_env(handle: EnvHandle) -> None:
             handle.env.close()
 
 
+#: rollup figures: requests, five token kinds, tool calls, duration in
+#: microseconds, estimated cost in nano-dollars, requests without a price
+ROLL_FIGURES = 10
+ROLL = struct.Struct("<10q")
+_ROLL_V1 = struct.Struct("<8q")  # before costs: no cost, every request unpriced
+
+
+def rollup_values(value: bytes) -> list[int]:
+    """The ROLL_FIGURES figures of a stored rollup value (of either layout)."""
+    if len(value) == _ROLL_V1.size:
+        v = list(_ROLL_V1.unpack(value))
+        return v + [0, v[0]]
+    return list(ROLL.unpack(value))
+
+
+# Rollup dimensions (the first byte of a `roll` key): totals, user, model,
+# provider, tool name, and the combinations the dashboard filters on:
+# (user, provider, model) and (user, provider, model, tool), their fields
+# cut to COMBO_CAPS bytes and joined with SEP (LMDB keys are at most 511 bytes).
+DIM_TOTAL, DIM_USER, DIM_MODEL, DIM_PROVIDER, DIM_TOOL = b"T", b"U", b"M", b"P", b"X"
+DIM_COMBO, DIM_TOOL_COMBO = b"C", b"Y"
+COMBO_CAPS = (160, 64, 160, 96)  # user, provider, model, tool
+
+
+def combo_field(value: str, i: int) -> bytes:
+    return key_field(value)[:COMBO_CAPS[i]]
+
+
+def combo_key(*fields: str) -> bytes:
+    """user, provider, model[, tool] as one rollup key value."""
+    return SEP.join(combo_field(v, i) for i, v in enumerate(fields))
+
+
 def add_counts(acc: dict, key, vals) -> None:
-    """Add the 8 rollup figures `vals` (requests, five token kinds, tool
-    calls, microseconds) into `acc[key]`, creating it on first use."""
+    """Add the rollup figures `vals` (ROLL_FIGURES of them, or the first 8)
+    into `acc[key]`, creating it on first use."""
     a = acc.get(key)
     if a is None:
-        acc[key] = list(vals)
+        a = acc[key] = list(vals)
+        if len(a) < ROLL_FIGURES:
+            a += [0, a[0]] if len(a) == 8 else [0] * (ROLL_FIGURES - len(a))
     else:
-        for i in range(8):
+        for i in range(len(vals)):
             a[i] += vals[i]
+        if len(vals) == 8:
+            a[9] += vals[0]

@@ -26,7 +26,8 @@ session, so finding the session of a new request is a few key lookups, from the
 longest prefix down, never a scan.
 
 Totals (requests, each token kind, summed duration, first and last time, tool
-calls by name, models, providers and statuses seen) live in the `ses` database
+calls by name, models, providers, statuses and states seen, estimated cost in
+nano-dollars and the number of requests without a price) live in the `ses` database
 and are updated in the same write transaction as the request's record.
 """
 
@@ -38,8 +39,8 @@ from collections.abc import Sequence
 
 import orjson
 
-from .codec import (F_DURATION, F_MODEL, F_PROVIDER, F_STATUS, F_TIME, F_TOOLS, F_USAGE,
-                    F_USER)
+from .codec import (F_COST, F_DURATION, F_MODEL, F_PROVIDER, F_STATE, F_STATUS, F_TIME,
+                    F_TOOLS, F_USAGE, F_USER)
 from .schema import KEY_FIELD_MAX
 
 MAX_SESSION_ID = 128
@@ -269,7 +270,8 @@ def new_totals(sid: str, user: str, t: float) -> dict:
     return {"session": sid, "user": user, "first": t, "last": t, "requests": 0,
             "input_tokens": 0, "output_tokens": 0, "cache_read_tokens": 0,
             "cache_write_tokens": 0, "reasoning_tokens": 0, "tool_calls": 0,
-            "duration_ms": 0.0, "tools": {}, "models": {}, "providers": {}, "statuses": {}}
+            "duration_ms": 0.0, "tools": {}, "models": {}, "providers": {}, "statuses": {},
+            "states": {}, "cost": 0, "unpriced": 0}
 
 
 def add_to_totals(tot: dict, rows: list[list]) -> None:
@@ -279,8 +281,11 @@ def add_to_totals(tot: dict, rows: list[list]) -> None:
     kept in locals over the rows and stored once; the duration is summed in
     the same order as one record at a time would.
     """
-    ins = outs = cache_read = cache_write = reasoning = ncalls = 0
+    ins = outs = cache_read = cache_write = reasoning = ncalls = cost = unpriced = 0
     duration = tot["duration_ms"]
+    if "cost" not in tot:  # totals from before costs: their requests had no price
+        tot["cost"], tot["unpriced"], tot["states"] = 0, tot["requests"], {}
+    states = tot["states"]
     first, last, user = tot["first"], tot["last"], tot["user"]
     tools, models, providers, statuses = (tot["tools"], tot["models"], tot["providers"],
                                           tot["statuses"])
@@ -313,6 +318,13 @@ def add_to_totals(tot: dict, rows: list[list]) -> None:
             providers[provider] = providers.get(provider, 0) + 1
         st = str(f[F_STATUS])
         statuses[st] = statuses.get(st, 0) + 1
+        state = f[F_STATE]
+        states[state] = states.get(state, 0) + 1
+        c = f[F_COST]
+        if c is None:
+            unpriced += 1
+        else:
+            cost += c
     tot["requests"] += len(rows)
     tot["input_tokens"] += ins
     tot["output_tokens"] += outs
@@ -320,5 +332,7 @@ def add_to_totals(tot: dict, rows: list[list]) -> None:
     tot["cache_write_tokens"] += cache_write
     tot["reasoning_tokens"] += reasoning
     tot["tool_calls"] += ncalls
+    tot["cost"] += cost
+    tot["unpriced"] += unpriced
     tot["duration_ms"] = duration
     tot["first"], tot["last"], tot["user"] = first, last, user

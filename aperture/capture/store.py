@@ -68,9 +68,11 @@ from aperture.responses import RESPONSE_ID_DAYS
 from . import blocks, codec, journal, sessions
 from . import retention as retention_mod
 from .record import Record
-from .schema import (DEFAULT_MAP_SIZE, KEY_FIELD_MAX, SEP, add_counts, EnvHandle, StoreError,
-                     key_field, open_env, release_env, ts_bytes)
-from .codec import (F_DURATION, F_ID, F_MODEL, F_PROVIDER, F_REQ_HEADERS, F_RESP_HEADERS,
+from .schema import (DEFAULT_MAP_SIZE, DIM_COMBO, DIM_MODEL, DIM_PROVIDER, DIM_TOOL,
+                     DIM_TOOL_COMBO, DIM_TOTAL, DIM_USER, KEY_FIELD_MAX, ROLL, SEP, add_counts,
+                     EnvHandle, StoreError, combo_key, key_field, open_env, release_env,
+                     rollup_values, ts_bytes)
+from .codec import (F_COST, F_DURATION, F_ID, F_MODEL, F_PROVIDER, F_REQ_HEADERS, F_RESP_HEADERS,
                     F_RESPONSE_ID, F_SESSION_HINT, F_TIME, F_TOOLS, F_USAGE, F_USER)
 
 log = logging.getLogger("aperture.capture")
@@ -79,9 +81,11 @@ log = logging.getLogger("aperture.capture")
 ENV_ERRORS = (lmdb.Error, StoreError)
 
 DEFAULT_MAX_BODY = 8 << 20
-ROLL = struct.Struct("<8q")  # requests, in, out, cache read, cache write, reasoning, calls, dur µs
-DIM_TOTAL, DIM_USER, DIM_MODEL, DIM_PROVIDER, DIM_TOOL = b"T", b"U", b"M", b"P", b"X"
 LEVEL_DAY, LEVEL_HOUR = b"d", b"h"
+#: meta key: rollups of the combination dimensions (C, Y) and costs cover the
+#: records after this time (8-byte ts); the records of a store written before
+#: them are read from the records themselves (see query.py)
+COMBO_SINCE = b"combo_since"
 
 
 YIELD_EVERY = 32
@@ -764,22 +768,26 @@ class CaptureStore:
     @staticmethod
     def _rollup_sums(rows: list[list]) -> dict[tuple, list[int]]:
         """The figures of the batch's records summed per (hour, user, model,
-        provider) and per (hour, tool name); _flush_rollups expands each sum
-        into rollup keys."""
+        provider) and per (hour, tool name, user, model, provider);
+        _flush_rollups expands each sum into rollup keys."""
         roll: dict[tuple, list[int]] = {}
         for f in rows:
             u = f[F_USAGE]
             hour = int(f[F_TIME] // 3600)
             calls = f[F_TOOLS]
             dur = int((f[F_DURATION] or 0) * 1000)
-            add_counts(roll, (hour, f[F_USER], f[F_MODEL], f[F_PROVIDER]),
-                       (1, u[0], u[1], u[2], u[3], u[4], len(calls), dur))
+            cost = f[F_COST]
+            priced, unpriced = (0, 1) if cost is None else (cost, 0)
+            user, model, provider = f[F_USER], f[F_MODEL], f[F_PROVIDER]
+            add_counts(roll, (hour, user, model, provider),
+                       (1, u[0], u[1], u[2], u[3], u[4], len(calls), dur, priced, unpriced))
             if calls:
                 counts: dict[str, int] = {}
                 for tc in calls:
                     counts[tc[0]] = counts.get(tc[0], 0) + 1
                 for name, n in counts.items():
-                    add_counts(roll, (hour, name), (1, u[0], u[1], u[2], u[3], u[4], n, dur))
+                    add_counts(roll, (hour, name, user, model, provider),
+                               (1, u[0], u[1], u[2], u[3], u[4], n, dur, priced, unpriced))
         return roll
 
     def _flush_rollups(self, txn, rows: list[list]) -> None:
@@ -789,20 +797,40 @@ class CaptureStore:
             hb = LEVEL_HOUR + struct.pack(">I", hour)
             db_ = LEVEL_DAY + struct.pack(">I", hour // 24)
             if len(k) == 4:
-                targets = ((DIM_TOTAL, b""), (DIM_USER, key_field(k[1])),
-                           (DIM_MODEL, key_field(k[2])), (DIM_PROVIDER, key_field(k[3])))
+                _, user, model, provider = k
+                targets = ((DIM_TOTAL, b""), (DIM_USER, key_field(user)),
+                           (DIM_MODEL, key_field(model)), (DIM_PROVIDER, key_field(provider)),
+                           (DIM_COMBO, combo_key(user, provider, model)))
             else:
-                targets = ((DIM_TOOL, key_field(k[1])),)
+                _, name, user, model, provider = k
+                targets = ((DIM_TOOL, key_field(name)),
+                           (DIM_TOOL_COMBO, combo_key(user, provider, model, name)))
             for dim, value in targets:
                 for level in (hb, db_):
                     add_counts(keys, dim + level + value, vals)
         db = self._dbs["roll"]
-        get, put, pack, unpack = txn.get, txn.put, ROLL.pack, ROLL.unpack
+        get, put, pack = txn.get, txn.put, ROLL.pack
         for rk, acc in keys.items():
             old = get(rk, db=db)
             if old is not None:
-                acc = [a + b for a, b in zip(acc, unpack(old))]
+                acc = [a + b for a, b in zip(acc, rollup_values(old))]
             put(rk, pack(*acc), db=db)
+        meta = self._dbs["meta"]
+        if rows and get(COMBO_SINCE, db=meta) is None:
+            self._mark_combo_since(txn, rows)
+
+    def _mark_combo_since(self, txn, rows: list[list]) -> None:
+        """First batch with combination rollups: records stored before it
+        have none; remember the newest of them (0 for a new store)."""
+        since = 0.0
+        with txn.cursor(db=self._dbs["rec"]) as cur:
+            ids = {f[F_ID] for f in rows}
+            if cur.last():
+                for key, value in cur.iterprev():
+                    if key[8:].decode("ascii", "replace") not in ids:
+                        since = orjson.loads(value)[1]
+                        break
+        txn.put(COMBO_SINCE, ts_bytes(since), db=self._dbs["meta"])
 
     # -- periodic work ----------------------------------------------------
 

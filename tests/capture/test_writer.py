@@ -146,25 +146,27 @@ def test_record_entry_has_the_journal_layout():
         assert type(req) is bytes and type(resp) is bytes
 
 
-def test_journal_frames_of_the_previous_layout_still_decode():
-    """Frames written before the response id field replay with no response id."""
-    rec = make_record(response_id="resp_1")
+def test_journal_frames_of_the_previous_layouts_still_decode():
+    """Frames written before the response id field replay with no response id,
+    and those written before the cost field with no cost."""
+    rec = make_record(response_id="resp_1", cost=1234)
     fields, req, resp = codec.record_entry(rec)
-    assert fields[codec.F_RESPONSE_ID] == "resp_1"
-    old = fields[:codec.F_RESPONSE_ID]
-    meta = orjson.dumps(old)
-    payload = struct.pack("<III", len(meta), len(req), len(resp)) + meta + req + resp
-    decoded, jreq, jresp = codec.decode_journal_entry(payload)
-    assert decoded == orjson.loads(orjson.dumps(old)) + [""]
-    assert (jreq, jresp) == (req, resp)
+    assert fields[codec.F_RESPONSE_ID] == "resp_1" and fields[codec.F_COST] == 1234
+    for end, missing in ((codec.F_RESPONSE_ID, ["", None]), (codec.F_COST, [None])):
+        old = fields[:end]
+        meta = orjson.dumps(old)
+        payload = struct.pack("<III", len(meta), len(req), len(resp)) + meta + req + resp
+        decoded, jreq, jresp = codec.decode_journal_entry(payload)
+        assert decoded == orjson.loads(orjson.dumps(old)) + missing
+        assert (jreq, jresp) == (req, resp)
 
 
 def test_summary_positions():
     rec = make_record(tool_calls=(ToolCall("Bash", "{}"), ToolCall("Read", "")),
                       tags=("tag:a",), usage=Usage(1, 2, 3, 4, 5), ttfb_ms=None,
-                      request_body_truncated=True)
+                      request_body_truncated=True, cost=4321)
     row = orjson.loads(codec.summary(codec.record_entry(rec)[0], "sess", 11, 22))
-    assert len(row) == codec.R_RESP_TRUNC + 1
+    assert len(row) == codec.R_COST + 1
     want = {codec.R_ID: rec.id, codec.R_TIME: rec.time, codec.R_USER: rec.user,
             codec.R_NODE: rec.node_name, codec.R_NODE_ID: rec.node_id, codec.R_TAGS: ["tag:a"],
             codec.R_PROVIDER: rec.provider, codec.R_MODEL: rec.model, codec.R_API: rec.api,
@@ -173,8 +175,10 @@ def test_summary_positions():
             codec.R_CWRITE: 4, codec.R_REASON: 5, codec.R_TOOLS: ["Bash", "Read"],
             codec.R_SESSION: "sess", codec.R_DURATION: rec.duration_ms, codec.R_TTFB: None,
             codec.R_STATE: rec.state, codec.R_ERROR: rec.error, codec.R_REQ_SIZE: 11,
-            codec.R_RESP_SIZE: 22, codec.R_REQ_TRUNC: True, codec.R_RESP_TRUNC: False}
+            codec.R_RESP_SIZE: 22, codec.R_REQ_TRUNC: True, codec.R_RESP_TRUNC: False,
+            codec.R_COST: 4321}
     assert row == [want[i] for i in range(len(row))]
+    assert codec.summary_cost(row) == 4321 and codec.summary_cost(row[:codec.OLD_SUMMARY]) is None
 
 
 def test_history_chain_follows_its_definition():

@@ -836,7 +836,7 @@ def test_query_cli_filters_and_formats(gw):
     assert list(RECORD_FIELDS) == [
         "id", "time", "user", "node", "tags", "provider", "model", "api", "method", "path",
         "status", "stream", "input_tokens", "output_tokens", "cache_read_tokens",
-        "cache_write_tokens", "reasoning_tokens", "tool_calls", "session", "duration_ms",
+        "cache_write_tokens", "reasoning_tokens", "cost_usd", "tool_calls", "session", "duration_ms",
         "ttfb_ms", "state", "error"]
     assert [r["model"] for r in query_json(gw.data_dir, "--user", user, "--model",
                                            "claude-haiku-4-5")] == ["claude-haiku-4-5"] * 3
