@@ -3,9 +3,11 @@
 An exchange `acquire`s a connection for its origin (scheme, host, port): the
 most recently used idle one that is still open, or a new one (TLS with the
 system's CA store for https). After the response it either `release`s it
-(only when both sides of the h11 exchange are DONE: the connection is then
-reset for the next request) or `discard`s it (errors, client gone, cut
-streams: such a connection is never reused).
+(kept only when `reusable`: the response ended cleanly with nothing after it,
+and the upstream allows another request; the connection is then `reset` for
+the next one) or `discard`s it (errors, client gone, cut streams: such a
+connection is never reused). An idle connection that receives anything
+closes itself (connection.py), so `acquire` passes over it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
-
 
 from aperture.errors import BadGateway, GatewayTimeout
 from aperture.upstream.connection import UpstreamConnection
@@ -71,8 +72,7 @@ class Pool:
         if self._closed or not conn.reusable:
             conn.close()
             return
-        conn.h11.start_next_cycle()
-        conn.bytes_received = 0
+        conn.reset()
         idle = self._idle.setdefault(conn.origin, deque())
         if len(idle) >= self.max_idle:
             idle.popleft().close()
