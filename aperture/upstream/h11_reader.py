@@ -92,6 +92,8 @@ class H11Reader:
                 self.error = data_after_end()
                 raise self.error
             return []
+        if not data:  # to h11, b"" is the end of the stream
+            return []
         self._raw += data
         self._conn.receive_data(data)
         return self._pump()
