@@ -18,12 +18,14 @@ from collections import deque
 
 from aperture.errors import BadGateway, GatewayTimeout
 from aperture.upstream.connection import UpstreamConnection
+from aperture.upstream.reader import ResponseReader
 
 
 class Pool:
     def __init__(self, *, connect_timeout: float = 10.0, max_idle_per_origin: int = 128,
-                 idle_ttl: float = 60.0) -> None:
+                 idle_ttl: float = 60.0, reader=ResponseReader) -> None:
         self.connect_timeout = connect_timeout
+        self.reader = reader  # the response reader's class (reader.py chooses it)
         self.max_idle = max_idle_per_origin
         self.idle_ttl = idle_ttl
         self._idle: dict[tuple[str, str, int], deque[UpstreamConnection]] = {}
@@ -56,8 +58,8 @@ class Pool:
         if scheme == "https":
             kwargs = {"ssl": self._ssl_context(), "server_hostname": host}
         try:
-            _, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: UpstreamConnection(origin, loop), host, port, **kwargs),
+            _, conn = await asyncio.wait_for(loop.create_connection(
+                lambda: UpstreamConnection(origin, loop, self.reader), host, port, **kwargs),
                 self.connect_timeout)
         except asyncio.TimeoutError:
             raise GatewayTimeout("timed out connecting to upstream %s:%d" % (host, port)) from None
