@@ -159,9 +159,10 @@ class UpstreamConnection(asyncio.Protocol):
 
     @property
     def reusable(self) -> bool:
-        """The whole request went out, the response ended cleanly and allows
-        another request, and nothing came after it."""
-        return (not self.closed and self._sent and self.reader.reusable
+        """The whole request went out, the response ended cleanly, allows
+        another request and was handed over to its end, and nothing came
+        after it."""
+        return (not self.closed and self._sent and self.reader.reusable and not self._events
                 and self.buffer.buffered == 0)
 
     def reset(self) -> None:
