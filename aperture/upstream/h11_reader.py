@@ -187,7 +187,7 @@ class H11Reader:
             fields.append((name.lower(), value.strip(b" \t")))
         check_values(fields)
         reason = bytes(event.reason)
-        framing, keep_alive = frame_head(event.http_version.decode("ascii"), event.status_code,
+        framing, keep_alive = frame_head(bytes(event.http_version), event.status_code,
                                          reason, fields, self._head_request)
         if framing is INFORMATIONAL:
             return None

@@ -127,13 +127,13 @@ _CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]").search
 _FRAMING_FIELDS = frozenset({b"content-length", b"transfer-encoding", b"connection"})
 
 
-def frame_head(version: str, status: int, reason: bytes, headers: list[tuple[bytes, bytes]],
+def frame_head(version: bytes, status: int, reason: bytes, headers: list[tuple[bytes, bytes]],
                head_request: bool) -> tuple[Framing, bool]:
     """Rules 2, 3, 4 (the reason), 6 and 9 for one head: (framing, whether the
-    connection may be reused after this response). `headers` as in
-    `ResponseHead`. Raises BadGateway."""
-    if version != "1.1" and version != "1.0":
-        raise malformed("HTTP/%s is not HTTP/1.x" % version)
+    connection may be reused after this response). `version` as in the
+    status line (b"1.1"), `headers` as in `ResponseHead`. Raises BadGateway."""
+    if version != b"1.1" and version != b"1.0":
+        raise malformed("HTTP/%s is not HTTP/1.x" % version.decode("latin-1"))
     if status < 100:
         raise malformed("status code %03d" % status)
     if status == 101:
@@ -171,7 +171,7 @@ def frame_head(version: str, status: int, reason: bytes, headers: list[tuple[byt
         framing = LENGTH
     else:
         return UNTIL_CLOSE, False
-    return framing, version == "1.1" and not close
+    return framing, version == b"1.1" and not close
 
 
 def check_values(fields: list[tuple[bytes, bytes]]) -> None:

@@ -48,7 +48,6 @@ _BODY = "reading the body"
 _DONE = "done"
 
 _HTTP = b"HTTP/"
-_WHITESPACE = (b" ", b"\t")
 
 
 class _Stop(Exception):
@@ -82,7 +81,7 @@ class LlhttpReader:
     def _next_head(self) -> None:
         self._head_size = 0  # bytes of the current head received so far
         self._tail = b""  # its last 3 bytes, where an ending CRLF CRLF may start
-        self._prefix = b""  # its first bytes, until there are 5 (rule 2)
+        self._prefix = b""  # its first 8 bytes: HTTP/ (rule 2) and the version
         self._reason = b""
         self._fields: list[tuple[bytes, bytes]] = []
 
@@ -145,9 +144,9 @@ class LlhttpReader:
         while True:  # one head per turn: 1xx heads may come before the final one
             end = self._head_end(data, pos)
             stop = n if end < 0 else end
-            if len(self._prefix) < 5:
-                prefix = self._prefix = self._prefix + data[pos:pos + 5 - len(self._prefix)]
-                if not _HTTP.startswith(prefix):
+            if len(self._prefix) < 8:
+                prefix = self._prefix = self._prefix + data[pos:pos + 8 - len(self._prefix)]
+                if not _HTTP.startswith(prefix[:5]):
                     self.error = malformed("the response does not start with HTTP/")
                     return
             size = self._head_size = self._head_size + stop - pos
@@ -223,9 +222,7 @@ class LlhttpReader:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._state is _HEAD:
-            if value.endswith(_WHITESPACE):  # llhttp strips only leading whitespace
-                value = value.rstrip(b" \t")
-            self._fields.append((name.lower(), value))
+            self._fields.append((name, value))  # made a ResponseHead's in on_headers_complete
         else:  # a trailer: dropped, once checked
             try:
                 check_trailer_names(name.lower())
@@ -234,17 +231,21 @@ class LlhttpReader:
                 raise _Stop() from None
 
     def on_headers_complete(self) -> None:
-        parser = self._parser
-        status = parser.get_status_code()
+        status = self._parser.get_status_code()
+        # Names lowercased, values stripped of trailing whitespace (llhttp
+        # strips only leading whitespace; rstrip returns the very value when
+        # there is none), in one pass rather than in each on_header.
+        fields = self._fields = [(name.lower(), value.rstrip(b" \t")) for name, value in self._fields]
         try:
-            framing, keep_alive = frame_head(parser.get_http_version(), status, self._reason,
-                                             self._fields, self._head_request)
+            # the version as received: llhttp has checked it is digit.digit
+            framing, keep_alive = frame_head(self._prefix[5:8], status, self._reason, fields,
+                                             self._head_request)
         except BadGateway as exc:
             self.error = exc
             raise _Stop() from None
         if framing is INFORMATIONAL:
             return  # on_message_complete follows
-        self._head = ResponseHead(status, self._reason, self._fields)
+        self._head = ResponseHead(status, self._reason, fields)
         self._framing = framing
         self.keep_alive = keep_alive
         if framing is NO_BODY:
