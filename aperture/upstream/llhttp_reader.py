@@ -167,6 +167,9 @@ class LlhttpReader:
             if self.error is not None:
                 return
             if self._state is _HEAD:  # that was a 1xx head: the next one starts here
+                if self._head_size:  # on_message_complete did not run: not a 1xx after all
+                    self.error = malformed("the head did not end where its empty line is")
+                    return
                 # on a fresh parser: llhttp refuses anything after a 1xx it
                 # does not keep alive (HTTP/1.0, Connection: close)
                 self._parser = HttpResponseParser(self)
