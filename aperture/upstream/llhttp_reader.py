@@ -18,9 +18,10 @@ head, each read goes to llhttp in one call.
 
 The parser's callbacks only record: the reason, the fields, the body pieces.
 `on_headers_complete` runs the head through `frame_head` (rules 2-4, 6, 9)
-and keeps the final head; 1xx heads end in `on_message_complete` and the
-next head is awaited. A callback that finds a broken rule stores the error
-and raises `_Stop`, which makes llhttp stop at that byte.
+and keeps the final head; after a 1xx head the next head is awaited (llhttp
+itself would read a body after a 1xx other than 100-103). A callback that
+finds a broken rule stores the error and raises `_Stop`, which makes llhttp
+stop at that byte.
 
 Data after the end (rule 8): in the same read, llhttp itself goes on after
 the message. It skips CR and LF as the rule wants; any other byte either
@@ -167,7 +168,7 @@ class LlhttpReader:
             if self.error is not None:
                 return
             if self._state is _HEAD:  # that was a 1xx head: the next one starts here
-                if self._head_size:  # on_message_complete did not run: not a 1xx after all
+                if self._head_size:  # on_headers_complete did not run
                     self.error = malformed("the head did not end where its empty line is")
                     return
                 # on a fresh parser: llhttp refuses anything after a 1xx it
@@ -247,7 +248,10 @@ class LlhttpReader:
             self.error = exc
             raise _Stop() from None
         if framing is INFORMATIONAL:
-            return  # on_message_complete follows
+            # A 1xx message ends with its head (RFC 9110 §15.2); llhttp
+            # knows that of 100-103 only and would read a body after others.
+            self._next_head()
+            return
         self._head = ResponseHead(status, self._reason, fields)
         self._framing = framing
         self.keep_alive = keep_alive
@@ -260,9 +264,7 @@ class LlhttpReader:
         self._body.append(data)
 
     def on_message_complete(self) -> None:
-        state = self._state
-        if state is _BODY:
+        if self._state is _BODY:
             self._end()
-        elif state is _HEAD:
-            self._next_head()
-        # _DONE: a message without a body, ended at its head already
+        # _HEAD: a 1xx message, ended at its head already; _DONE: a message
+        # without a body, ended at its head already
