@@ -57,7 +57,8 @@ EndOfMessageType = type(END)
 def test_informational_heads_are_skipped(reader_class):
     data = (b"HTTP/1.1 100 Continue\r\n\r\n"
             b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n"
-            b"HTTP/1.0 102 Processing\r\nConnection: close\r\n\r\n" + OK_3)
+            b"HTTP/1.0 102 Processing\r\nConnection: close\r\n\r\n"
+            b"HTTP/1.1 199 Whatever\r\nContent-Length: 5\r\n\r\n" + OK_3)  # 1xx: never a body
     for cuts in [(), (5,), (25, 26, 27), (len(data) - 40,)]:
         t = trace(reader_class, data, cuts, eof=False)
         assert t.events == trace(reader_class, OK_3, eof=False).events
