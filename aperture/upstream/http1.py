@@ -148,7 +148,8 @@ def frame_head(version: bytes, status: int, reason: bytes, headers: list[tuple[b
         if name == b"content-length":
             if length is not None:
                 raise malformed("more than one Content-Length")
-            if not value.isdigit() or len(value) > 20 or int(value) > _MAX_U64:
+            # 19 digits always fit in 64 bits: only longer values are converted
+            if not value.isdigit() or len(value) > 19 and (len(value) > 20 or int(value) > _MAX_U64):
                 raise malformed("bad Content-Length %r" % value[:40])
             length = value
         elif name == b"transfer-encoding":
@@ -158,7 +159,9 @@ def frame_head(version: bytes, status: int, reason: bytes, headers: list[tuple[b
                 raise malformed("Transfer-Encoding %r (only chunked is supported)" % value[:40])
             chunked = True
         elif not close:
-            close = any(token.strip() == b"close" for token in value.lower().split(b","))
+            value = value.lower()
+            if b"close" in value:  # the common keep-alive needs no split
+                close = b"close" in [token.strip() for token in value.split(b",")]
     if chunked and length is not None:
         raise malformed("both Content-Length and Transfer-Encoding")
     if status < 200:
