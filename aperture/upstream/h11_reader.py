@@ -65,7 +65,10 @@ class H11Reader:
 
     def start(self, method: bytes) -> None:
         conn = self._conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=TWIN_BUFFER)
-        conn.send(h11.Request(method=method, target=b"/", headers=_STAND_IN_HEADERS))
+        try:
+            conn.send(h11.Request(method=method, target=b"/", headers=_STAND_IN_HEADERS))
+        except h11.LocalProtocolError:  # llhttp let only known methods through; still
+            raise BadGateway("cannot send request upstream: bad method %r" % method[:20]) from None
         conn.send(h11.EndOfMessage())
         self._head_request = method == b"HEAD"
         self._state = _HEAD

@@ -44,7 +44,9 @@ it itself; the note in brackets says who needed the extra check.
    another coding is malformed. These checks apply to every head, 1xx
    included. [llhttp accepts `gzip, chunked` and other codings, and more than
    20 digits; h11 merges equal Content-Lengths, accepts values past 2^64 and
-   lets Transfer-Encoding win over Content-Length: `frame_head`, shared.]
+   lets Transfer-Encoding win over Content-Length: `frame_head`, shared.
+   llhttp knows 100-103 only as bodiless 1xx: the native reader ends every
+   1xx message at its head itself.]
 7. A chunk size is hex digits with a value below 2^64, straight followed by
    its extensions or CRLF. Extensions are ignored but must have llhttp's
    syntax: `;` name [`=` value], name and value made of token characters
