@@ -20,10 +20,11 @@ arrives. The scanner keeps validating the rest, so a second top-level
 is forwarded.
 
 The response goes back as it arrives: each chunk the upstream connection hands
-over is written to the client at once (byte for byte; only the framing is the gateway's own), fed
-to the meter (the route's dialect, in the framing the response's content type
-names), and appended to the capture. Waiting on the client's write buffer
-(`drain`) is what slows the upstream read when the client is slow.
+over is written to the client at once (byte for byte; only the framing is the
+gateway's own), fed to the meter (the route's dialect, in the framing the
+response's content type names), and appended to the capture. Waiting on the
+client's write buffer (`drain`) is what slows the upstream read when the
+client is slow.
 
 Every exchange ends in exactly one record handed to the sink, whatever
 happened. For a response that completes, the record is submitted *before* its
