@@ -29,9 +29,9 @@ class Upstream:
 
     def __init__(self, answers) -> None:
         self.answers = list(answers)
-        self.requests: list[tuple[int, bytes, bytes, list, bytes]] = []  # (conn, method, target, headers, body)
+        # (connection, method, target, headers, body)
+        self.requests: list[tuple[int, bytes, bytes, list, bytes]] = []
         self.connections = 0
-        self.writes: list[bytes] = []  # what each read of the upstream got
         self.server = None
         self.port = 0
 
@@ -58,7 +58,6 @@ class Upstream:
                     event = conn.next_event()
                     if event is h11.NEED_DATA:
                         data = await reader.read(65536)
-                        self.writes.append(data)
                         conn.receive_data(data)
                         if not data:
                             return

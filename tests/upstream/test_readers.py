@@ -12,6 +12,7 @@ from aperture.upstream.http1 import MAX_HEAD, UpstreamClosed
 from .helpers import trace
 
 OK_3 = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc"
+EndOfMessageType = type(END)
 CHUNKED = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
            b"3;note=\"a b\"\r\nabc\r\nA\r\n0123456789\r\n0\r\nX-Trailer: t\r\n\r\n")
 
@@ -49,9 +50,6 @@ def test_chunked_body_extensions_ignored_trailers_dropped(reader_class):
 def test_one_read_gives_at_most_one_chunk(reader_class):
     t = trace(reader_class, CHUNKED, eof=False)
     assert [type(e) for e in t.steps[0]] == [ResponseHead, BodyChunk, EndOfMessageType]
-
-
-EndOfMessageType = type(END)
 
 
 def test_informational_heads_are_skipped(reader_class):

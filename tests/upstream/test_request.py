@@ -30,7 +30,8 @@ def test_length_framed_request_whose_body_follows():
 def test_chunked_request():
     head = b"POST / HTTP/1.1\r\nhost: api.example.com\r\ntransfer-encoding: chunked\r\n\r\n"
     assert encode_request(b"POST", b"/", HEADERS[:1], None) == head
-    assert encode_request(b"POST", b"/", HEADERS[:1], None, b"x" * 26) == head + b"1a\r\n" + b"x" * 26 + b"\r\n"
+    assert encode_request(b"POST", b"/", HEADERS[:1], None, b"x" * 26) == (
+        head + b"1a\r\n" + b"x" * 26 + b"\r\n")
     assert encode_request(b"POST", b"/", HEADERS[:1], None, b"", True) == head + b"0\r\n\r\n"
     assert encode_request(b"POST", b"/", HEADERS[:1], None, b"ab", True) == head + b"2\r\nab\r\n0\r\n\r\n"
     assert encode_chunk(b"hello") == b"5\r\nhello\r\n" and LAST_CHUNK == b"0\r\n\r\n"
@@ -44,7 +45,8 @@ def test_target_that_http_does_not_allow(target):
 
 tokens = st.text("abcdefghijklmnopqrstuvwxyz0123456789-_", min_size=1, max_size=12).map(str.encode)
 values = st.binary(max_size=30).map(lambda b: bytes(0x21 + x % 94 for x in b))
-targets = st.text("abcdefghijklmnopqrstuvwxyz0123456789-_./?=&%~", max_size=40).map(lambda t: b"/" + t.encode())
+targets = st.text("abcdefghijklmnopqrstuvwxyz0123456789-_./?=&%~", max_size=40).map(
+    lambda t: b"/" + t.encode())
 
 
 def read_with_h11(data: bytes, cuts: list[int]):
