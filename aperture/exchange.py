@@ -19,11 +19,12 @@ arrives. The scanner keeps validating the rest, so a second top-level
 "model" or broken JSON later on stops the exchange before the offending chunk
 is forwarded.
 
-The response goes back as it arrives: each chunk h11 hands over is written to
-the client at once (byte for byte; only the framing is the gateway's own), fed
-to the meter (the route's dialect, in the framing the response's content type
-names), and appended to the capture. Waiting on the client's write buffer
-(`drain`) is what slows the upstream read when the client is slow.
+The response goes back as it arrives: each chunk the upstream connection hands
+over is written to the client at once (byte for byte; only the framing is the
+gateway's own), fed to the meter (the route's dialect, in the framing the
+response's content type names), and appended to the capture. Waiting on the
+client's write buffer (`drain`) is what slows the upstream read when the
+client is slow.
 
 Every exchange ends in exactly one record handed to the sink, whatever
 happened. For a response that completes, the record is submitted *before* its
@@ -45,7 +46,6 @@ import functools
 import logging
 import time
 
-import h11
 import orjson
 
 from aperture import accel
@@ -60,6 +60,7 @@ from aperture.headers import client_response_headers, for_record, upstream_reque
 from aperture.ids import new_id
 from aperture.upstream.auth import PENDING, drop_query_credentials, scrub_query
 from aperture.upstream.connection import UpstreamConnection, UpstreamTimeout
+from aperture.upstream.events import END, BodyChunk, ResponseHead
 
 log = logging.getLogger("aperture.exchange")
 
@@ -276,19 +277,16 @@ class Exchange:
             key = await credential.fetch()
         headers = upstream_request_headers(req.headers, host=host_header(provider),
                                            auth_mode=provider.auth_mode, key=key)
+        # The body's length, or None to send it chunked. The headers are
+        # written as they are: the client's were validated by llhttp, the ones
+        # aperture adds (host, key) at config load.
         if ended:
-            headers.append((b"content-length", b"%d" % len(body)))
+            length = len(body)
         elif req.content_length is not None:
-            headers.append((b"content-length",
-                            b"%d" % (req.content_length + len(body) - sum(map(len, held)))))
+            length = req.content_length + len(body) - sum(map(len, held))
         else:
-            headers.append((b"transfer-encoding", b"chunked"))
-        # `_parsed=True` skips h11's per-header regex validation, which costs
-        # more than the rest of the request path: the client's headers were
-        # already validated by llhttp, and the ones aperture adds (host, key)
-        # were validated at config load. h11 still checks the framing headers.
-        request = h11.Request(method=req.method.encode(), target=target, headers=headers,
-                              _parsed=True)
+            length = None
+        request = (req.method.encode(), target, headers, length)
 
         up, head = await self._send_request(provider, request, body, ended, scanner)
         await self._relay(up, head)
@@ -340,8 +338,8 @@ class Exchange:
         return [chunk], body.at_eof
 
     async def _send_request(self, provider, request, body: bytes, ended: bool, scanner):
-        """Send the request and wait for the response head; returns the
-        connection and the first response event.
+        """Send the request (method, target, headers, length) and wait for
+        the response head; returns the connection and the head.
 
         A pooled connection may have been closed by the provider while it sat
         idle; that shows as a close before any response byte. Like Go's
@@ -354,15 +352,11 @@ class Exchange:
         for attempt in (1, 2):
             up = self.upstream = await pool.acquire(provider.scheme, provider.host, provider.port)
             try:
-                if ended:
-                    up.send(request, h11.Data(data=body), h11.EndOfMessage())
-                else:
-                    up.send(request, h11.Data(data=body))
+                up.send_request(*request, body, ended)  # head and body in one write
+                if not ended:
                     await self._stream_body(up, scanner)
                 await up.drain()
-                event = await up.next_event(timeout)
-                while type(event) is h11.InformationalResponse:
-                    event = await up.next_event(timeout)
+                head = await up.next_event(timeout)  # 1xx heads are skipped by the reader
             except UpstreamTimeout:
                 raise GatewayTimeout("upstream %s sent no response within %gs"
                                      % (provider.id, timeout)) from None
@@ -371,12 +365,7 @@ class Exchange:
                     raise
                 self._drop_upstream()
                 continue
-            if type(event) is h11.Response:
-                return up, event
-            if attempt == 1 and up.reused and ended and up.bytes_received == 0:
-                self._drop_upstream()
-                continue
-            raise BadGateway("upstream %s closed the connection without a response" % provider.id)
+            return up, head
         raise BadGateway("upstream %s closed the connection without a response" % provider.id)
 
     async def _stream_body(self, up: UpstreamConnection, scanner) -> None:
@@ -396,7 +385,7 @@ class Exchange:
                         raise scan_error(scanner, status)
                 elif scanner is not None:
                     scanner.finish()
-                up.send(h11.EndOfMessage())
+                up.send_end()
                 return
             total += len(chunk)
             if total > limit:
@@ -408,14 +397,12 @@ class Exchange:
             elif scanner is not None:
                 scanner.feed(chunk)
             self.req_body.add(chunk)
-            up.send(h11.Data(data=chunk))
+            up.send_body(chunk)
 
-    async def _relay(self, up: UpstreamConnection, event: h11.Response) -> None:
+    async def _relay(self, up: UpstreamConnection, head: ResponseHead) -> None:
         settings = self.gw.settings
         resp = self.resp
-        # raw_items(): one list, where iterating h11's Headers costs two
-        # Python calls per header.
-        upstream_headers = [(name.lower(), value) for name, value in event.headers.raw_items()]
+        upstream_headers = head.headers  # names lowercased by the reader
         headers = client_response_headers(upstream_headers)
         self.resp_headers = headers
         content_length = None
@@ -425,14 +412,14 @@ class Exchange:
                 content_length = int(value)
             elif name == b"content-type":
                 content_type = value
-        if self.req.method == "HEAD" or event.status_code in (204, 304):
+        if self.req.method == "HEAD" or head.status in (204, 304):
             content_length = None
-        framing = framing_of(content_type, event.status_code, self.route)
+        framing = framing_of(content_type, head.status, self.route)
         self.stream = framing in _STREAMED
         dialect = self.route.dialect
         if framing is not None and dialect is not None:
             self.meter = accel.Meter(framing, dialect)
-        resp.start(event.status_code, headers, content_length)
+        resp.start(head.status, headers, content_length)
 
         meter = self.meter
         capture = self.resp_body
@@ -441,8 +428,7 @@ class Exchange:
         try:
             while True:
                 event = await up.next_event(idle)
-                kind = type(event)
-                if kind is h11.Data:
+                if type(event) is BodyChunk:
                     data = event.data
                     if meter is not None:
                         meter.feed(data)
@@ -452,15 +438,14 @@ class Exchange:
                         self._finish_ok()  # record first, then the last byte
                     resp.write(data)
                     await resp.drain()
-                elif kind is h11.EndOfMessage:
+                elif event is END:
                     if not self.submitted:
                         self._finish_ok()
                     resp.end()
                     self.gw.pool.release(up)
                     self.upstream = None
                     return
-                else:  # ConnectionClosed before the end of the body
-                    raise BadGateway("upstream %s closed the connection mid-response" % self.provider)
+                # a close before the end of the body raised BadGateway
         except UpstreamTimeout:
             self._cut("upstream %s sent nothing for %gs" % (self.provider, idle))
         except BadGateway as exc:

@@ -1,46 +1,65 @@
-"""One HTTP/1.1 client connection to a provider, driven by h11.
+"""One HTTP/1.1 client connection to a provider.
 
-The protocol object only collects received bytes (in a `ReadBuffer`, which
-pauses the transport when the exchange reads slower than the upstream sends:
-a slow client slows the upstream read). The exchange pulls h11 events with
-`next_event`, feeding h11 one received chunk at a time.
+Theory of operation
+-------------------
+Requests go out as bytes (http1.encode_request): the head and the body bytes
+in hand leave in one write (one segment, one wake-up of the upstream, for a
+request whose body is all here). Responses are read by the reader chosen in
+reader.py (llhttp, or the h11 twin), which turns bytes into aperture's events
+(events.py) and holds the upstream to the rules of http1.py.
 
-h11 exceptions never leave this module: they become `BadGateway`, and read
-timeouts become `UpstreamTimeout` (STYLE.md, habit 7).
+The protocol object only collects received bytes, in a `ReadBuffer` that
+pauses the transport when the exchange reads slower than the upstream sends
+(a slow client slows the upstream read). The exchange pulls events with
+`next_event`, which feeds the reader one received chunk at a time.
+
+A cycle: `send_request` (the reader learns the method), `send_body`s and
+`send_end` for a body that streams, `next_event` until `END`, then the pool
+either releases the connection (`reusable`: the response ended cleanly with
+nothing after it; `reset` starts the next cycle) or discards it. Between
+cycles the connection is idle, and a byte that arrives then was not asked
+for: the connection is closed at once, so that a stray byte is never read as
+the next response.
+
+Reader errors are aperture's BadGateway already; a read timeout becomes
+`UpstreamTimeout` (STYLE.md, habit 7).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 
-import h11
-
-from aperture.errors import BadGateway
 from aperture.flow import ConnectionLost, ReadBuffer, ReadTimeout, WriteFlow
+from aperture.upstream.http1 import LAST_CHUNK, UpstreamClosed, encode_chunk, encode_request
+from aperture.upstream.reader import ResponseReader
+
+__all__ = ["UpstreamClosed", "UpstreamConnection", "UpstreamTimeout"]
 
 
 class UpstreamTimeout(Exception):
     """The upstream did not answer within the configured timeout."""
 
 
-class UpstreamClosed(BadGateway):
-    """The connection closed before a response head arrived."""
-
-
 class UpstreamConnection(asyncio.Protocol):
-    __slots__ = ("origin", "h11", "transport", "write_flow", "buffer", "closed", "idle_since", "reused",
-                 "bytes_received")
+    __slots__ = ("origin", "reader", "transport", "write_flow", "buffer", "closed", "idle",
+                 "idle_since", "reused", "bytes_received", "_events", "_chunked", "_sent")
 
-    def __init__(self, origin: tuple[str, str, int], loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, origin: tuple[str, str, int], loop: asyncio.AbstractEventLoop,
+                 reader=ResponseReader) -> None:
         self.origin = origin
-        self.h11 = h11.Connection(h11.CLIENT)
+        self.reader = reader()
         self.transport: asyncio.Transport | None = None
         self.write_flow = WriteFlow(loop)
         self.buffer = ReadBuffer(loop, self._pause, self._resume)
         self.closed = False
+        self.idle = True  # between cycles: nothing was asked
         self.idle_since = 0.0
         self.reused = False
         self.bytes_received = 0  # in the current request/response cycle
+        self._events: deque = deque()  # read but not yet handed over
+        self._chunked = False
+        self._sent = False  # the whole request was written
 
     # -- asyncio.Protocol ---------------------------------------------------
 
@@ -49,6 +68,9 @@ class UpstreamConnection(asyncio.Protocol):
         transport.set_write_buffer_limits(256 * 1024, 64 * 1024)
 
     def data_received(self, data: bytes) -> None:
+        if self.idle:  # an answer to nothing (http1.py, rule 8)
+            self.abort()
+            return
         self.bytes_received += len(data)
         self.buffer.feed(data)
 
@@ -76,18 +98,32 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- the exchange's side --------------------------------------------------
 
-    def send(self, *events) -> None:
-        """Serialize h11 events onto the wire in one write (one segment, one
-        wake-up of the upstream, for a request whose body is all in hand)."""
+    def send_request(self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]],
+                     length: int | None, body: bytes = b"", end: bool = False) -> None:
+        """Start a cycle: the request head and the body bytes in hand, in one
+        write. `length` is the body's length, or None for a chunked body
+        (`end`: `body` is all of it). `headers` hold no framing header."""
         if self.closed:
             raise UpstreamClosed("upstream connection closed while sending the request")
-        send = self.h11.send
-        try:
-            data = b"".join([send(event) or b"" for event in events])
-        except h11.LocalProtocolError as exc:
-            raise BadGateway("cannot send request upstream: %s" % exc) from None
+        data = encode_request(method, target, headers, length, body, end)
+        self.idle = False
+        self.reader.start(method)
+        self._chunked = length is None
+        self._sent = end
+        self.transport.write(data)  # type: ignore[union-attr]
+
+    def send_body(self, data: bytes) -> None:
+        if self.closed:
+            raise UpstreamClosed("upstream connection closed while sending the request")
         if data:
-            self.transport.write(data)  # type: ignore[union-attr]
+            self.transport.write(encode_chunk(data) if self._chunked else data)  # type: ignore[union-attr]
+
+    def send_end(self) -> None:
+        if self.closed:
+            raise UpstreamClosed("upstream connection closed while sending the request")
+        self._sent = True
+        if self._chunked:
+            self.transport.write(LAST_CHUNK)  # type: ignore[union-attr]
 
     async def drain(self) -> None:
         try:
@@ -96,31 +132,45 @@ class UpstreamConnection(asyncio.Protocol):
             raise UpstreamClosed("upstream connection closed while sending the request") from None
 
     async def next_event(self, timeout: float | None):
-        """The next h11 event of the response (never NEED_DATA)."""
-        conn = self.h11
+        """The next event of the response: a `ResponseHead`, `BodyChunk`s,
+        `END`. Raises BadGateway (`UpstreamClosed` before the head) or
+        `UpstreamTimeout` when nothing arrives for `timeout` seconds."""
+        events = self._events
+        if events:
+            return events.popleft()
+        reader = self.reader
         while True:
-            # Before the response head, with no unread bytes, h11 can only
-            # answer NEED_DATA, and each h11 call costs tens of microseconds
-            # here: wait for bytes first. (Later, h11 may have an event
-            # without new bytes: EndOfMessage once Content-Length is reached.)
-            pending, closed = conn.trailing_data
-            if pending or closed or conn.their_state is not h11.SEND_RESPONSE:
-                try:
-                    event = conn.next_event()
-                except h11.RemoteProtocolError as exc:
-                    raise BadGateway("malformed response from upstream: %s" % exc) from None
-                if event is not h11.NEED_DATA:
-                    return event
+            if reader.error is not None:  # found after the events already handed over
+                raise reader.error
             try:
                 data = await self.buffer.read(timeout)
             except ReadTimeout:
                 raise UpstreamTimeout() from None
-            conn.receive_data(data)
+            if data:
+                new = reader.feed(data)
+            else:
+                new = reader.feed_eof()
+                if not new:  # the response had ended already; nothing more will come
+                    raise UpstreamClosed("upstream closed the connection")
+            if new:
+                if len(new) > 1:
+                    events.extend(new[1:])
+                return new[0]
 
     @property
     def reusable(self) -> bool:
-        return (not self.closed and self.h11.our_state is h11.DONE
-                and self.h11.their_state is h11.DONE and self.buffer.buffered == 0)
+        """The whole request went out, the response ended cleanly, allows
+        another request and was handed over to its end, and nothing came
+        after it."""
+        return (not self.closed and self._sent and self.reader.reusable and not self._events
+                and self.buffer.buffered == 0)
+
+    def reset(self) -> None:
+        """Between cycles (the pool keeps the connection)."""
+        self.idle = True
+        self.bytes_received = 0
+        self._events.clear()
+        self._sent = False
 
     def close(self) -> None:
         self.closed = True

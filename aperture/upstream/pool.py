@@ -3,9 +3,11 @@
 An exchange `acquire`s a connection for its origin (scheme, host, port): the
 most recently used idle one that is still open, or a new one (TLS with the
 system's CA store for https). After the response it either `release`s it
-(only when both sides of the h11 exchange are DONE: the connection is then
-reset for the next request) or `discard`s it (errors, client gone, cut
-streams: such a connection is never reused).
+(kept only when `reusable`: the response ended cleanly with nothing after it,
+and the upstream allows another request; the connection is then `reset` for
+the next one) or `discard`s it (errors, client gone, cut streams: such a
+connection is never reused). An idle connection that receives anything
+closes itself (connection.py), so `acquire` passes over it.
 """
 
 from __future__ import annotations
@@ -14,15 +16,16 @@ import asyncio
 import ssl
 from collections import deque
 
-
 from aperture.errors import BadGateway, GatewayTimeout
 from aperture.upstream.connection import UpstreamConnection
+from aperture.upstream.reader import ResponseReader
 
 
 class Pool:
     def __init__(self, *, connect_timeout: float = 10.0, max_idle_per_origin: int = 128,
-                 idle_ttl: float = 60.0) -> None:
+                 idle_ttl: float = 60.0, reader=ResponseReader) -> None:
         self.connect_timeout = connect_timeout
+        self.reader = reader  # the response reader's class (reader.py chooses it)
         self.max_idle = max_idle_per_origin
         self.idle_ttl = idle_ttl
         self._idle: dict[tuple[str, str, int], deque[UpstreamConnection]] = {}
@@ -55,8 +58,8 @@ class Pool:
         if scheme == "https":
             kwargs = {"ssl": self._ssl_context(), "server_hostname": host}
         try:
-            _, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: UpstreamConnection(origin, loop), host, port, **kwargs),
+            _, conn = await asyncio.wait_for(loop.create_connection(
+                lambda: UpstreamConnection(origin, loop, self.reader), host, port, **kwargs),
                 self.connect_timeout)
         except asyncio.TimeoutError:
             raise GatewayTimeout("timed out connecting to upstream %s:%d" % (host, port)) from None
@@ -71,8 +74,7 @@ class Pool:
         if self._closed or not conn.reusable:
             conn.close()
             return
-        conn.h11.start_next_cycle()
-        conn.bytes_received = 0
+        conn.reset()
         idle = self._idle.setdefault(conn.origin, deque())
         if len(idle) >= self.max_idle:
             idle.popleft().close()
