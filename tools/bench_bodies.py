@@ -207,6 +207,9 @@ def main() -> None:
     finally:
         for proc in reversed(procs):
             bk.stop(proc, timeout=30)
+        logs = {name: bk.log_problems(tmp / log) for name, log in (
+            ("aperture", "aperture.log"), ("aperture+capture", "aperture+capture.log"),
+            ("nginx", "nginx/error.log"))}
         shutil.rmtree(tmp, ignore_errors=True)
 
     def med(runs: list[dict], key: str) -> float:
@@ -263,6 +266,9 @@ def main() -> None:
     else:
         print("every stream arrived byte for byte the same (%d bytes, CRC-32C %s)"
               % (stream_runs["direct"][0]["bytes"], crcs.pop()))
+    for name, lines in logs.items():
+        for line in lines:
+            print("!! %s logged: %s" % (name, line))
     print()
     summary: dict = {}
     print("Budget, one worker:")
@@ -280,7 +286,7 @@ def main() -> None:
     if args.json:
         print(json.dumps({"machine": machine, "params": vars(args), "body_bytes": body_bytes,
                           "results": results, "rounds": {"request": req_runs, "stream": stream_runs},
-                          "summary": summary}, indent=2))
+                          "summary": summary, "logs": logs}, indent=2))
 
 
 if __name__ == "__main__":
