@@ -351,8 +351,8 @@ def main() -> None:
                 print("!! %d streams, %s logged: %s" % (n, t, line))
     summary = budget_summary(results, counts, targets)
     if args.json:
-        print(json.dumps({"machine": machine, "params": vars(args), "results": results,
-                          "rounds": runs, "summary": summary}, indent=2))
+        print(json.dumps(bk.json_safe({"machine": machine, "params": vars(args), "results": results,
+                          "rounds": runs, "summary": summary}), indent=2))
 
 
 def budget_summary(results: dict, counts: list[int], targets: list[str]) -> dict:

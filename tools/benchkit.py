@@ -155,6 +155,17 @@ def log_problems(path: Path, limit: int = 5) -> list[str]:
     return ["%dx %s" % (n, line) for line, n in list(seen.items())[:limit]]
 
 
+def json_safe(value):
+    """`value` with NaN and infinities as None (JSON has neither)."""
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 # ---------------------------------------------------------------------------
 # The machine
 
