@@ -183,8 +183,8 @@ def main() -> None:
                             "-write-bytes", str(args.write_bytes), "-n", str(n), "-warmup", str(warmup)])
             after = cpu_of(pid)
             rates = [b / s / 1e6 for b, s in zip(res["bytes"], res["seconds"])]
-            out = {"mb_per_s": statistics.median(rates), "bytes": res["bytes"][0], "crc32c": sorted(set(res["crc32c"])),
-                   "ttfb_ms": statistics.median(res["ttfb_s"]) * 1000}
+            out = {"mb_per_s": statistics.median(rates), "bytes": res["bytes"][0],
+                   "crc32c": sorted(set(res["crc32c"])), "ttfb_ms": statistics.median(res["ttfb_s"]) * 1000}
             if pid:
                 out["proxy_cpu_ms_per_stream"] = (after["proxy"] - before["proxy"]) * 1000 / (n + warmup)
             return out
@@ -207,6 +207,9 @@ def main() -> None:
     finally:
         for proc in reversed(procs):
             bk.stop(proc, timeout=30)
+        logs = {name: bk.log_problems(tmp / log) for name, log in (
+            ("aperture", "aperture.log"), ("aperture+capture", "aperture+capture.log"),
+            ("nginx", "nginx/error.log"))}
         shutil.rmtree(tmp, ignore_errors=True)
 
     def med(runs: list[dict], key: str) -> float:
@@ -230,7 +233,8 @@ def main() -> None:
             if target != "direct":
                 r["added_median_ms"] = statistics.median(
                     a["median_ms"] - d["median_ms"] for a, d in zip(runs, rr["direct"]))
-                r["added_p90_ms"] = statistics.median(a["p90_ms"] - d["p90_ms"] for a, d in zip(runs, rr["direct"]))
+                r["added_p90_ms"] = statistics.median(
+                    a["p90_ms"] - d["p90_ms"] for a, d in zip(runs, rr["direct"]))
                 r["proxy_cpu_ms_per_request"] = med(runs, "proxy_cpu_ms_per_request")
             if target == "aperture+capture":
                 r["writer_cpu_ms_per_request"] = med(runs, "writer_cpu_ms_per_request")
@@ -263,6 +267,9 @@ def main() -> None:
     else:
         print("every stream arrived byte for byte the same (%d bytes, CRC-32C %s)"
               % (stream_runs["direct"][0]["bytes"], crcs.pop()))
+    for name, lines in logs.items():
+        for line in lines:
+            print("!! %s logged: %s" % (name, line))
     print()
     summary: dict = {}
     print("Budget, one worker:")
@@ -278,9 +285,9 @@ def main() -> None:
         print("  %-17s %.0f MB stream at %.2f x nginx's MB/s (budget >= %g): %s" % (
             "", args.stream_mb, ratio, BUDGET_VS_NGINX, "met" if ratio >= BUDGET_VS_NGINX else "NOT met"))
     if args.json:
-        print(json.dumps({"machine": machine, "params": vars(args), "body_bytes": body_bytes,
-                          "results": results, "rounds": {"request": req_runs, "stream": stream_runs},
-                          "summary": summary}, indent=2))
+        print(json.dumps(bk.json_safe({
+            "machine": machine, "params": vars(args), "body_bytes": body_bytes, "results": results,
+            "rounds": {"request": req_runs, "stream": stream_runs}, "summary": summary, "logs": logs}), indent=2))
 
 
 if __name__ == "__main__":

@@ -153,7 +153,14 @@ def one_run(ctx: dict, target: str, n: int, args) -> dict:
         if proc is not None:
             bk.stop(proc, timeout=60)
     run["client"] = result
-    return summarize_run(run, rss_idle)
+    out = summarize_run(run, rss_idle)
+    log = tmp / ("nginx/error.log" if target == "nginx" else "aperture.log")
+    out["log"] = bk.log_problems(log) if proc is not None else []
+    for name in ("nginx/error.log", "aperture.log"):
+        (tmp / name).unlink(missing_ok=True)
+    for line in out["log"]:
+        print("   %s log: %s" % (target, line), file=sys.stderr, flush=True)
+    return out
 
 
 def summarize_run(run: dict, rss_idle: int | None) -> dict:
@@ -173,9 +180,10 @@ def summarize_run(run: dict, rss_idle: int | None) -> dict:
         "open_start": run["open_start"], "open_end": run["open_end"],
         "upstream_core": cpu["upstream"] / elapsed, "client_core": cpu["client"] / elapsed,
         "machine_cores": cpu["machine"] / elapsed,
-        # The machine's CPU not charged to these processes: other work on it,
-        # and kernel work done in interrupts (not in any process's stime).
-        "other_cores": (cpu["machine"] - sum(v for k, v in cpu.items() if k != "machine")) / elapsed,
+        # The machine's CPU not charged to these processes: other work on the
+        # machine, and kernel work (interrupts) done outside any of them.
+        "other_cores": (cpu["machine"] - sum(v for k, v in cpu.items()
+                                             if k not in ("machine", "interrupts"))) / elapsed,
         "upstream_lag_p99_ms": run["upstream"]["lag_p99_us"] / 1000,
         "upstream_events_per_s": run["upstream"]["paced_events"] / elapsed,
     }
@@ -200,6 +208,8 @@ def median_of(runs: list[dict]) -> dict:
     for key, value in runs[0].items():
         if key in ("complete", "short", "failed", "streams"):
             med[key] = sum(r[key] for r in runs)
+        elif key == "log":
+            med[key] = [line for r in runs for line in r["log"]]
         elif key == "errors":
             errors: dict = {}
             for r in runs:
@@ -306,12 +316,13 @@ def main() -> None:
                 r["complete"], r["streams"]))
     print()
     print("Cost in the window: proxy worker CPU per 1,000 events and in cores; RSS per open stream at the "
-          "start / end of the window; the load generator's and the machine's CPU, in cores (of %d; other: "
-          "the machine's CPU charged to none of these processes)"
+          "start / end of the window; the CPU of the load generator (upstream, client), of the rest (other "
+          "processes, and kernel work charged to none, such as loopback TCP delivered in interrupts) and of "
+          "the whole machine, in cores (of %d); the upstream's lateness against its schedule, p99"
           % (os.cpu_count() or 0))
-    print("%-7s %-17s %10s %7s %8s %9s %15s %7s %9s %7s %8s %6s %9s" % (
+    print("%-7s %-17s %10s %7s %6s %9s %15s %6s %8s %6s %6s %7s %9s" % (
         "streams", "target", "CPU/1k ev", "x nginx", "proxy", "RSS idle", "KiB/stream", "writer",
-        "upstream", "client", "machine", "other", "up. lag99"))
+        "upstream", "client", "other", "machine", "up. lag99"))
     for n in counts:
         for t in targets:
             r = results[n][t]
@@ -322,9 +333,9 @@ def main() -> None:
                         "%.2f" % r["writer_core"] if t == "aperture+capture" else "-")
             else:
                 cols = ("-", "-", "-", "-", "-", "-")
-            print("%-7d %-17s %10s %7s %8s %9s %15s %7s %9.2f %7.2f %8.2f %6.2f %6.1f ms" % (
-                (n, t) + cols + (r["upstream_core"], r["client_core"], r["machine_cores"],
-                                 r["other_cores"], r["upstream_lag_p99_ms"])))
+            print("%-7d %-17s %10s %7s %6s %9s %15s %6s %8.2f %6.2f %6.2f %7.2f %6.1f ms" % (
+                (n, t) + cols + (r["upstream_core"], r["client_core"], r["other_cores"],
+                                 r["machine_cores"], r["upstream_lag_p99_ms"])))
     print()
     for n in counts:
         for t in targets:
@@ -336,10 +347,12 @@ def main() -> None:
             if r["delivered"] < 0.98:
                 print("!! %d streams, %s: only %.1f%% of the offered events arrived in the window "
                       "(the relay fell behind)" % (n, t, 100 * r["delivered"]))
+            for line in r["log"][:5]:
+                print("!! %d streams, %s logged: %s" % (n, t, line))
     summary = budget_summary(results, counts, targets)
     if args.json:
-        print(json.dumps({"machine": machine, "params": vars(args), "results": results,
-                          "rounds": runs, "summary": summary}, indent=2))
+        print(json.dumps(bk.json_safe({"machine": machine, "params": vars(args), "results": results,
+                          "rounds": runs, "summary": summary}), indent=2))
 
 
 def budget_summary(results: dict, counts: list[int], targets: list[str]) -> dict:

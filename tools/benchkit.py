@@ -95,18 +95,21 @@ def children(pid: int) -> list[int]:
     return out
 
 
-def machine_cpu() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine since boot, all cores."""
+def machine_cpu() -> tuple[float, float, float]:
+    """(busy, interrupts, total) CPU seconds of the whole machine since boot,
+    all cores; interrupts: hard and soft interrupt time (on this path mostly
+    loopback TCP delivery), which no process's utime + stime includes."""
     with open("/proc/stat") as f:
         values = [int(v) for v in f.readline().split()[1:]]
     total = sum(values[:8])  # guest time is already counted in user
     idle = values[3] + values[4]  # idle + iowait
-    return (total - idle) / CLK_TCK, total / CLK_TCK
+    return (total - idle) / CLK_TCK, (values[5] + values[6]) / CLK_TCK, total / CLK_TCK
 
 
 class CpuMeter:
     """CPU seconds of some processes and of the machine over one interval:
-    `mark()` at its start, `read()` at its end."""
+    `mark()` at its start, `read()` at its end. Besides the processes' names,
+    the readings hold "machine" (all busy time) and "interrupts"."""
 
     def __init__(self, pids: dict[str, int]) -> None:
         self.pids = pids
@@ -120,7 +123,7 @@ class CpuMeter:
                 out[name] = cpu_seconds(pid)
             except (FileNotFoundError, ProcessLookupError):
                 out[name] = float("nan")
-        out["machine"] = machine_cpu()[0]
+        out["machine"], out["interrupts"], _ = machine_cpu()
         return out
 
     def mark(self) -> None:
@@ -128,9 +131,39 @@ class CpuMeter:
         self.before = self._sample()
 
     def read(self) -> tuple[float, dict[str, float]]:
-        """(seconds elapsed, CPU seconds used by each process and the machine)."""
+        """(seconds elapsed, CPU seconds used by each process, the machine and
+        interrupts)."""
         after = self._sample()
         return time.monotonic() - self.t0, {k: after[k] - self.before[k] for k in after}
+
+
+def log_problems(path: Path, limit: int = 5) -> list[str]:
+    """The first distinct warning or error lines of a server's log (aperture's
+    stderr at --log-level warning, or nginx's error log), with counts."""
+    seen: dict[str, int] = {}
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return []
+    for line in lines:
+        if any(word in line for word in (" WARNING ", " ERROR ", " CRITICAL ", "Traceback", "[error]",
+                                         "[crit]", "[alert]", "[emerg]", "[warn]")) \
+                and "development identity" not in line:  # the benchmarks' own --identity dev:
+            # Without the time stamp, so that repeats count as one.
+            key = line.split(" ", 2)[-1][:200] if line[:2].isdigit() else line[:200]
+            seen[key] = seen.get(key, 0) + 1
+    return ["%dx %s" % (n, line) for line, n in list(seen.items())[:limit]]
+
+
+def json_safe(value):
+    """`value` with NaN and infinities as None (JSON has neither)."""
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 # ---------------------------------------------------------------------------

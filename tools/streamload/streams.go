@@ -236,61 +236,77 @@ type streamsConfig struct {
 
 // A stream of the client: its socket is read by the event loop.
 type clientStream struct {
-	fd     int
-	reader sseReader
-	st     *streamStats
-	opened bool
-	closed bool
+	fd        int
+	reader    sseReader
+	st        *streamStats
+	connected bool // the request is sent
+	opened    bool // the response head is read
+	closed    bool
+	since     int64 // connect started
 }
 
 var openStreams atomic.Int64
 
-// dialStream connects (blocking), sends the request and returns the
-// non-blocking socket, or an error. The event loop reads it from then on.
-func dialStream(cfg *streamsConfig, st *streamStats) (int, error) {
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+// startConnect opens a non-blocking socket and starts connecting; the event
+// loop sends the request once the socket is writable.
+func startConnect(cfg *streamsConfig) (int, error) {
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC|syscall.SOCK_NONBLOCK, 0)
 	if err != nil {
 		return -1, fmt.Errorf("socket: %s", errKind(err))
 	}
-	for {
-		err = syscall.Connect(fd, &cfg.addr)
-		if err != syscall.EINTR {
-			break
-		}
-	}
-	if err != nil {
+	syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
+	err = syscall.Connect(fd, &cfg.addr)
+	if err != nil && err != syscall.EINPROGRESS && err != syscall.EINTR {
 		syscall.Close(fd)
 		return -1, fmt.Errorf("connect: %s", errKind(err))
-	}
-	syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
-	body := `{"model":"` + cfg.model + `","stream":true,"stream_options":{"include_usage":true},` +
-		`"messages":[{"role":"user","content":"Write a long story about a lighthouse."}]}`
-	req := []byte("POST " + cfg.path + " HTTP/1.1\r\nHost: " + cfg.host + "\r\nContent-Type: application/json\r\n" +
-		"Accept: text/event-stream\r\nx-load-events: " + strconv.FormatInt(st.wanted, 10) +
-		"\r\nx-load-rate: " + strconv.FormatFloat(cfg.rate, 'f', -1, 64) +
-		"\r\nx-load-event-bytes: " + strconv.Itoa(cfg.eventBytes) +
-		"\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body)
-	for len(req) > 0 {
-		n, err := syscall.Write(fd, req)
-		if err == syscall.EINTR {
-			continue
-		}
-		if err != nil {
-			syscall.Close(fd)
-			return -1, fmt.Errorf("write: %s", errKind(err))
-		}
-		req = req[n:]
-	}
-	if err := syscall.SetNonblock(fd, true); err != nil {
-		syscall.Close(fd)
-		return -1, err
 	}
 	return fd, nil
 }
 
+func request(cfg *streamsConfig, st *streamStats) []byte {
+	body := `{"model":"` + cfg.model + `","stream":true,"stream_options":{"include_usage":true},` +
+		`"messages":[{"role":"user","content":"Write a long story about a lighthouse."}]}`
+	return []byte("POST " + cfg.path + " HTTP/1.1\r\nHost: " + cfg.host + "\r\nContent-Type: application/json\r\n" +
+		"Accept: text/event-stream\r\nx-load-events: " + strconv.FormatInt(st.wanted, 10) +
+		"\r\nx-load-rate: " + strconv.FormatFloat(cfg.rate, 'f', -1, 64) +
+		"\r\nx-load-event-bytes: " + strconv.Itoa(cfg.eventBytes) +
+		"\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body)
+}
+
+// onConnected sends the request once the connection is up. False when the
+// connection failed.
+func (cs *clientStream) onConnected(cfg *streamsConfig, epfd int, index int) bool {
+	if soErr, err := syscall.GetsockoptInt(cs.fd, syscall.SOL_SOCKET, syscall.SO_ERROR); err != nil || soErr != 0 {
+		if err == nil {
+			err = syscall.Errno(soErr)
+		}
+		cs.st.err = "connect: " + errKind(err)
+		return false
+	}
+	req := request(cfg, cs.st)
+	for len(req) > 0 { // a few hundred bytes: the socket takes them at once
+		n, err := syscall.Write(cs.fd, req)
+		if err == syscall.EINTR || err == syscall.EAGAIN {
+			continue
+		}
+		if err != nil {
+			cs.st.err = "write: " + errKind(err)
+			return false
+		}
+		req = req[n:]
+	}
+	cs.connected = true
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: int32(index)}
+	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_MOD, cs.fd, &ev); err != nil {
+		cs.st.err = "epoll: " + err.Error()
+		return false
+	}
+	return true
+}
+
 func newClientStream(cfg *streamsConfig, st *streamStats, fd int) *clientStream {
 	period := float64(time.Second) / cfg.rate
-	cs := &clientStream{fd: fd, st: st}
+	cs := &clientStream{fd: fd, st: st, since: mono()}
 	st.lat = make([]int32, 0, int(float64(cfg.windowEnd-cfg.windowStart)/period)+16)
 	cs.reader.onEvent = func(ev []byte, now int64) {
 		if t := eventTime(ev); t > 0 {
@@ -388,6 +404,7 @@ func runStreams(args []string) {
 	tail := fs.Duration("tail", time.Second, "streams end this long after the window")
 	drain := fs.Duration("drain", 30*time.Second, "after the window, time left for streams to finish")
 	model := fs.String("model", "gpt-load", "model")
+	connectTimeout := fs.Duration("connect-timeout", 10*time.Second, "per connection")
 	fs.Parse(args)
 	u, err := url.Parse(*rawURL)
 	if err != nil || u.Host == "" {
@@ -437,7 +454,7 @@ func runStreams(args []string) {
 			if st.wanted < 1 {
 				st.wanted = 1
 			}
-			fd, err := dialStream(cfg, st)
+			fd, err := startConnect(cfg)
 			if err != nil {
 				st.err = err.Error()
 				ended.Add(1)
@@ -445,7 +462,7 @@ func runStreams(args []string) {
 			}
 			cs := newClientStream(cfg, st, fd)
 			streams[i].Store(cs)
-			ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: int32(i)}
+			ev := syscall.EpollEvent{Events: syscall.EPOLLOUT | syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: int32(i)}
 			if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
 				st.err = "epoll: " + err.Error()
 				cs.close()
@@ -457,6 +474,7 @@ func runStreams(args []string) {
 	runtime.LockOSThread()
 	ready := make([]syscall.EpollEvent, 512)
 	buf := make([]byte, 64<<10)
+	lastCheck := mono()
 	for ended.Load() < int64(*n) && mono() < cfg.deadline {
 		k, err := syscall.EpollWait(epfd, ready, 100)
 		if err != nil && err != syscall.EINTR {
@@ -468,18 +486,39 @@ func runStreams(args []string) {
 			if cs == nil || cs.closed {
 				continue
 			}
+			if !cs.connected {
+				if !cs.onConnected(cfg, epfd, int(ev.Fd)) {
+					cs.close()
+					ended.Add(1)
+				}
+				continue
+			}
 			if cs.onReadable(buf) {
 				cs.close()
 				ended.Add(1)
 			}
 		}
+		if now := mono(); now-lastCheck > int64(time.Second) {
+			lastCheck = now
+			for i := range streams {
+				if cs := streams[i].Load(); cs != nil && !cs.closed && !cs.connected &&
+					now-cs.since > int64(*connectTimeout) {
+					cs.st.err = "connect: timeout"
+					cs.close()
+					ended.Add(1)
+				}
+			}
+		}
 	}
 	for i := range streams {
-		if cs := streams[i].Load(); cs != nil && !cs.closed {
+		cs := streams[i].Load()
+		if cs != nil && !cs.closed {
 			if cs.st.err == "" {
-				cs.st.err = "timeout"
+				cs.st.err = "cut at the end of the drain time"
 			}
 			cs.close()
+		} else if cs == nil && stats[i].err == "" {
+			stats[i].err = "not started before the end of the drain time"
 		}
 	}
 	<-marks
