@@ -45,6 +45,7 @@ import asyncio
 import functools
 import logging
 import time
+from time import monotonic as _monotonic
 
 import orjson
 
@@ -56,11 +57,11 @@ from aperture.errors import (BadGateway, Forbidden, GatewayError, GatewayTimeout
                              MissingModel, PayloadTooLarge)
 from aperture.flow import ConnectionLost
 from aperture.formats.base import BODY_JSON, BODY_MODEL, ApiFormat, Route
-from aperture.headers import client_response_headers, for_record, upstream_request_headers
+from aperture.headers import client_response_headers, upstream_request_headers
 from aperture.ids import new_id
 from aperture.upstream.auth import PENDING, drop_query_credentials, scrub_query
 from aperture.upstream.connection import UpstreamConnection, UpstreamTimeout
-from aperture.upstream.events import END, BodyChunk, ResponseHead
+from aperture.upstream.events import ResponseHead
 
 log = logging.getLogger("aperture.exchange")
 
@@ -159,6 +160,8 @@ class Capture:
         self.tail = b""
 
     def add(self, data: bytes) -> None:
+        if not self.limit:
+            return  # bodies are not kept (capture off)
         room = self.limit - self.size
         if len(data) > room:
             self.truncated = True
@@ -186,7 +189,7 @@ class Exchange:
         self.route: Route | None = None
         self.api = fmt.name  # the route's API once known
         self.id = new_id()
-        self.t0 = req.conn.loop.time()
+        self.t0 = _monotonic()
         self.wall = time.time()
         self.identity = None
         self.model = ""
@@ -194,11 +197,11 @@ class Exchange:
         self.upstream: UpstreamConnection | None = None
         self.state = COMPLETE
         self.error = ""
-        self.usage = Usage()
+        self.usage = _NO_USAGE
         self.tools: tuple[ToolCall, ...] = ()
         self.stream = False
-        self.req_body = Capture(gateway.settings.capture_body_bytes)
-        self.resp_body = Capture(gateway.settings.capture_body_bytes)
+        self.req_body = Capture(gateway.body_bytes)
+        self.resp_body = Capture(gateway.body_bytes)
         self.resp_headers: list[tuple[bytes, bytes]] = []
         self.submitted = False
         self.meter = None
@@ -227,7 +230,7 @@ class Exchange:
     async def _run(self) -> None:
         gw, req = self.gw, self.req
         settings = gw.settings
-        self.identity = await gw.identify(req)
+        self.identity = req.conn.identity or await gw.identify(req)
         route = self.route = self.fmt.match(req.method, req.path, req.query)
         self.api = route.flags[0]
         if req.content_length is not None and req.content_length > settings.max_body_bytes:
@@ -280,15 +283,16 @@ class Exchange:
         # The body's length, or None to send it chunked. The headers are
         # written as they are: the client's were validated by llhttp, the ones
         # aperture adds (host, key) at config load.
+        read = sum(map(len, held))  # bytes of the client's body read so far
         if ended:
             length = len(body)
         elif req.content_length is not None:
-            length = req.content_length + len(body) - sum(map(len, held))
+            length = req.content_length + len(body) - read
         else:
             length = None
         request = (req.method.encode(), target, headers, length)
 
-        up, head = await self._send_request(provider, request, body, ended, scanner)
+        up, head = await self._send_request(provider, request, body, ended, scanner, read)
         await self._relay(up, head)
 
     async def _read_until_model(self, scanner) -> tuple[list[bytes], bool]:
@@ -337,7 +341,7 @@ class Exchange:
                 check.finish()
         return [chunk], body.at_eof
 
-    async def _send_request(self, provider, request, body: bytes, ended: bool, scanner):
+    async def _send_request(self, provider, request, body: bytes, ended: bool, scanner, read: int):
         """Send the request (method, target, headers, length) and wait for
         the response head; returns the connection and the head.
 
@@ -354,7 +358,7 @@ class Exchange:
             try:
                 up.send_request(*request, body, ended)  # head and body in one write
                 if not ended:
-                    await self._stream_body(up, scanner)
+                    await self._stream_body(up, scanner, read)
                 await up.drain()
                 head = await up.next_event(timeout)  # 1xx heads are skipped by the reader
             except UpstreamTimeout:
@@ -368,16 +372,24 @@ class Exchange:
             return up, head
         raise BadGateway("upstream %s closed the connection without a response" % provider.id)
 
-    async def _stream_body(self, up: UpstreamConnection, scanner) -> None:
+    async def _stream_body(self, up: UpstreamConnection, scanner, total: int) -> None:
         """The rest of the body, checked as it goes (`scanner` is the model
-        scanner, a `BodyCheck`, or None for a body that is not read)."""
+        scanner, a `BodyCheck`, or None for a body that is not read); `total`
+        bytes of it were read already. What is waiting is taken in one go and
+        sent in one write."""
         body = self.req.body
         limit = self.gw.settings.max_body_bytes
-        total = self.req_body.size
         model_scanner = type(scanner) is not BodyCheck and scanner is not None
         while True:
             await up.drain()
             chunk = await body.read()
+            if chunk:
+                more = body.read_nowait()
+                if more:
+                    parts = [chunk, more]
+                    while more := body.read_nowait():
+                        parts.append(more)
+                    chunk = b"".join(parts)
             if not chunk:
                 if model_scanner:
                     status = scanner.finish()
@@ -421,35 +433,42 @@ class Exchange:
             self.meter = accel.Meter(framing, dialect)
         resp.start(head.status, headers, content_length)
 
+        # The body: each chunk read is metered, captured and written to the
+        # client from the upstream's read callback (no wake-up of this task
+        # per chunk); this task waits for the end.
         meter = self.meter
         capture = self.resp_body
+        client = self.req.conn.write_flow
         sent = 0
+
+        def relay(data: bytes) -> bool:
+            nonlocal sent
+            if meter is not None:
+                meter.feed(data)
+            capture.add(data)
+            sent += len(data)
+            if content_length is not None and sent >= content_length:
+                self._finish_ok()  # record first, then the last byte
+            resp.write(data)
+            return client.paused  # full: stop reading the upstream until it drains
+
         idle = settings.idle_timeout
+        client.on_resume = up.resume
         try:
-            while True:
-                event = await up.next_event(idle)
-                if type(event) is BodyChunk:
-                    data = event.data
-                    if meter is not None:
-                        meter.feed(data)
-                    capture.add(data)
-                    sent += len(data)
-                    if content_length is not None and sent >= content_length:
-                        self._finish_ok()  # record first, then the last byte
-                    resp.write(data)
-                    await resp.drain()
-                elif event is END:
-                    if not self.submitted:
-                        self._finish_ok()
-                    resp.end()
-                    self.gw.pool.release(up)
-                    self.upstream = None
-                    return
-                # a close before the end of the body raised BadGateway
+            await up.relay(relay, idle)
         except UpstreamTimeout:
             self._cut("upstream %s sent nothing for %gs" % (self.provider, idle))
-        except BadGateway as exc:
+            return
+        except BadGateway as exc:  # the body ended early, or broke
             self._cut(exc.message)
+            return
+        finally:
+            client.on_resume = None
+        if not self.submitted:
+            self._finish_ok()
+        resp.end()
+        self.gw.pool.release(up)
+        self.upstream = None
 
     # -- endings --------------------------------------------------------------
 
@@ -526,7 +545,7 @@ class Exchange:
         if self.submitted:
             return
         self.submitted = True
-        now = self.req.conn.loop.time()
+        now = _monotonic()
         resp = self.resp
         first = resp.first_byte_at if resp.first_byte_at is not None else (now if sending else None)
         ttfb = None if first is None else (first - self.t0) * 1000.0
@@ -546,8 +565,7 @@ class Exchange:
             usage=self.usage, tool_calls=self.tools,
             duration_ms=(now - self.t0) * 1000.0, ttfb_ms=ttfb,
             state=self.state, error=self.error,
-            request_headers=for_record(req.headers),
-            response_headers=for_record(self.resp_headers),
+            request_headers=req.headers, response_headers=self.resp_headers,
             request_body=self.req_body.value(), response_body=self.resp_body.value(),
             request_body_truncated=self.req_body.truncated,
             response_body_truncated=self.resp_body.truncated,

@@ -20,19 +20,27 @@ class ConnectionLost(Exception):
 class WriteFlow:
     """`pause_writing`/`resume_writing` of an asyncio transport, as an awaitable."""
 
-    __slots__ = ("_loop", "_paused", "_waiter", "_lost")
+    __slots__ = ("_loop", "_paused", "_waiter", "_lost", "on_resume")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._paused = False
         self._waiter: asyncio.Future | None = None
         self._lost = False
+        #: called when writing may go on (a relay that stopped reading for us)
+        self.on_resume = None
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
 
     def pause(self) -> None:
         self._paused = True
 
     def resume(self) -> None:
         self._paused = False
+        if self.on_resume is not None:
+            self.on_resume()
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None

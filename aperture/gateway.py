@@ -106,6 +106,9 @@ class Settings:
 class Gateway:
     def __init__(self, store: ConfigStore, settings: Settings, *, sink, identity_source) -> None:
         self.settings = settings
+        #: how much of each body an exchange keeps for its record (none when
+        #: the sink keeps no bodies: capture off)
+        self.body_bytes = settings.capture_body_bytes if getattr(sink, "keeps_bodies", True) else 0
         self.metrics = metrics.Metrics(settings.metrics_dir)
         self.sink = metrics.ObservingSink(sink, self)
         self.identity_source = identity_source

@@ -70,9 +70,15 @@ def client_response_headers(upstream: list[tuple[bytes, bytes]]) -> list[tuple[b
 
 
 def for_record(headers) -> tuple[tuple[str, str], ...]:
-    """Headers as stored in a capture: decoded, credentials masked."""
+    """Headers as stored in a capture: decoded, credentials masked. Takes the
+    (bytes, bytes) pairs of the wire, or (str, str) pairs already decoded."""
     out = []
     for name, value in headers:
+        if type(name) is str:
+            lower = name.lower()
+            secret = lower.encode("latin-1", "replace") in _SECRET_IN_RECORDS
+            out.append((lower, MASK if secret else value))
+            continue
         name = bytes(name).lower()
         text = MASK if name in _SECRET_IN_RECORDS else bytes(value).decode("latin-1")
         out.append((name.decode("latin-1"), text))

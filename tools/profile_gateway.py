@@ -100,6 +100,8 @@ def main() -> None:
     parser.add_argument("--native", action="store_true", help="sample C extensions too")
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--stacks", type=int, default=0, help="print the N most sampled stacks of each step")
+    parser.add_argument("--lines", type=int, default=0,
+                        help="print the N most sampled lines of aperture's code (innermost frame)")
     args = parser.parse_args()
     pyspy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(pyspy).exists():
@@ -143,6 +145,7 @@ def main() -> None:
 
         samples: collections.Counter[str] = collections.Counter()
         stacks: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+        lines: collections.Counter[str] = collections.Counter()
         for line in raw.read_text().splitlines():
             stack, _, count = line.rpartition(" ")
             if not stack:
@@ -151,6 +154,10 @@ def main() -> None:
             step = step_of(frames)
             samples[step] += int(count)
             stacks[step][";".join(frames[-4:])] += int(count)
+            for frame in reversed(frames):
+                if "aperture/" in frame:
+                    lines[frame] += int(count)
+                    break
         total = sum(samples.values())
         print("\n%d requests/s at %d connections, capture %s; worker CPU %.1f us per request "
               "(%d samples)\n" % (result["rps"], args.connections, "on" if args.capture else "off",
@@ -158,6 +165,8 @@ def main() -> None:
         print("%-48s %7s %8s" % ("step", "share", "us/req"))
         for step, n in samples.most_common():
             print("%-48s %6.1f%% %8.1f" % (step, 100 * n / total, per_request * n / total))
+        for frame, n in lines.most_common(args.lines):
+            print("  %5.1f%% %7.1f us  %s" % (100 * n / total, per_request * n / total, frame))
         for step, n in samples.most_common():
             for stack, k in stacks[step].most_common(args.stacks):
                 print("  %-46s %5.1f%%  %s" % (step[:46], 100 * k / total, stack))

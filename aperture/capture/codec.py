@@ -30,6 +30,8 @@ import zlib
 
 import orjson
 
+from aperture.headers import for_record
+
 from .record import Record
 
 JOURNAL_MAGIC = b"APJ1"
@@ -80,8 +82,8 @@ def record_entry(rec: Record) -> Entry:
         (u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens,
          u.reasoning_tokens),
         [(t.name, t.arguments) for t in rec.tool_calls] if rec.tool_calls else (),
-        rec.duration_ms, rec.ttfb_ms, rec.state, rec.error, rec.request_headers,
-        rec.response_headers, rec.session_hint, rec.request_body_truncated,
+        rec.duration_ms, rec.ttfb_ms, rec.state, rec.error, for_record(rec.request_headers),
+        for_record(rec.response_headers), rec.session_hint, rec.request_body_truncated,
         rec.response_body_truncated, rec.response_id, rec.cost,
     ], q if type(q) is bytes else bytes(q), r if type(r) is bytes else bytes(r))
 

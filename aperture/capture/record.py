@@ -55,8 +55,11 @@ class Record:
     ttfb_ms: float | None  # time to the first response byte sent to the client
     state: str  # one of the states above
     error: str  # error text, "" if none
-    request_headers: tuple[tuple[str, str], ...]  # credentials removed
-    response_headers: tuple[tuple[str, str], ...]
+    # As on the wire ((bytes, bytes) pairs) or decoded ((str, str) pairs); the
+    # credentials are masked when the record is encoded (codec.record_entry),
+    # before it reaches a journal, a store or a log.
+    request_headers: tuple | list
+    response_headers: tuple | list
     request_body: bytes  # as the client sent it
     response_body: bytes  # as the client received it
     session_hint: str = ""  # client-sent session id if any (see capture.sessions)
@@ -81,6 +84,8 @@ class RecordSink(Protocol):
 
 class LogSink:
     """A sink that only logs one line per exchange (used when capture is off)."""
+
+    keeps_bodies = False  # exchanges keep no copy of the bodies for it
 
     def __init__(self) -> None:
         self._log = logging.getLogger("aperture.exchange")

@@ -48,6 +48,7 @@ import asyncio
 import logging
 import re
 from collections import deque
+from time import monotonic as _monotonic
 from typing import Awaitable, Callable
 
 import httptools
@@ -174,7 +175,7 @@ class Response:
             data = head + data
         if data:
             if self.first_byte_at is None:
-                self.first_byte_at = self._conn.loop.time()
+                self.first_byte_at = _monotonic()  # uvloop's clock counts milliseconds
             self.bytes_sent += len(data)
             self._conn.write_raw(data)
 

@@ -105,8 +105,9 @@ async def _serve_worker(app_factory: AppFactory, sock: socket.socket, *, drain_t
                         keepalive_timeout=keepalive_timeout, header_timeout=header_timeout,
                         body_timeout=body_timeout, max_connections=max_connections,
                         on_connection=app.on_connection)
-    sock.listen(4096)
-    server = await loop.create_server(lambda: HttpConnection(state), sock=sock)
+    # create_server listens again: with its default backlog of 100, a busy
+    # worker would drop connections at the door.
+    server = await loop.create_server(lambda: HttpConnection(state), sock=sock, backlog=4096)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

@@ -8,10 +8,17 @@ request whose body is all here). Responses are read by the reader chosen in
 reader.py (llhttp, or the h11 twin), which turns bytes into aperture's events
 (events.py) and holds the upstream to the rules of http1.py.
 
-The protocol object only collects received bytes, in a `ReadBuffer` that
-pauses the transport when the exchange reads slower than the upstream sends
-(a slow client slows the upstream read). The exchange pulls events with
-`next_event`, which feeds the reader one received chunk at a time.
+Until the response head, the protocol object only collects received bytes,
+in a `ReadBuffer` that pauses the transport when the exchange reads slower
+than the upstream sends; the exchange pulls events with `next_event`, which
+feeds the reader one received chunk at a time. The body is then relayed
+(`relay`) without waking the exchange per chunk: each read is fed to the
+reader from `data_received` and its chunks handed straight to the exchange's
+callback (which meters, captures and writes to the client), and the exchange
+waits once, for the end. When the callback says the client's buffer is full,
+reading stops until the client drains (a slow client slows the upstream
+read); a silent upstream is noticed by one timer that looks at the time of
+the last read, re-armed only when it fires.
 
 A cycle: `send_request` (the reader learns the method), `send_body`s and
 `send_end` for a body that streams, `next_event` until `END`, then the pool
@@ -30,7 +37,9 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
+from aperture.errors import BadGateway
 from aperture.flow import ConnectionLost, ReadBuffer, ReadTimeout, WriteFlow
+from aperture.upstream.events import END
 from aperture.upstream.http1 import LAST_CHUNK, UpstreamClosed, encode_chunk, encode_request
 from aperture.upstream.reader import ResponseReader
 
@@ -43,7 +52,8 @@ class UpstreamTimeout(Exception):
 
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = ("origin", "reader", "transport", "write_flow", "buffer", "closed", "idle",
-                 "idle_since", "reused", "bytes_received", "_events", "_chunked", "_sent")
+                 "idle_since", "reused", "bytes_received", "_events", "_chunked", "_sent",
+                 "_loop", "_sink", "_done", "_last_read", "_held_back", "_idle_timer")
 
     def __init__(self, origin: tuple[str, str, int], loop: asyncio.AbstractEventLoop,
                  reader=ResponseReader) -> None:
@@ -60,6 +70,12 @@ class UpstreamConnection(asyncio.Protocol):
         self._events: deque = deque()  # read but not yet handed over
         self._chunked = False
         self._sent = False  # the whole request was written
+        self._loop = loop
+        self._sink = None  # relay(): the callback the body's chunks go to
+        self._done: asyncio.Future | None = None  # relay(): set at the end
+        self._last_read = 0.0
+        self._held_back = False  # relay(): reading paused for the client
+        self._idle_timer: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol ---------------------------------------------------
 
@@ -72,14 +88,29 @@ class UpstreamConnection(asyncio.Protocol):
             self.abort()
             return
         self.bytes_received += len(data)
-        self.buffer.feed(data)
+        if self._sink is None:
+            self.buffer.feed(data)
+            return
+        self._last_read = self._loop.time()
+        try:
+            events = self.reader.feed(data)
+        except BadGateway as exc:
+            self._finish_relay(exc)
+            return
+        self._hand_over(events)
 
     def eof_received(self) -> None:
-        self.buffer.feed_eof()
+        if self._sink is not None:
+            self._relay_eof()
+        else:
+            self.buffer.feed_eof()
 
     def connection_lost(self, exc) -> None:
         self.closed = True
-        self.buffer.feed_eof()
+        if self._sink is not None:
+            self._relay_eof()
+        else:
+            self.buffer.feed_eof()
         self.write_flow.lost()
 
     def pause_writing(self) -> None:
@@ -156,6 +187,105 @@ class UpstreamConnection(asyncio.Protocol):
                 if len(new) > 1:
                     events.extend(new[1:])
                 return new[0]
+
+    async def relay(self, sink, idle: float) -> None:
+        """Hand the rest of the response's body to `sink(data)` as it
+        arrives, until its end; return then. `sink` returns True when its
+        consumer can take no more for now: reading then stops until
+        `resume()`. Raises BadGateway when the body ends early or is
+        malformed, `UpstreamTimeout` when nothing arrives for `idle` seconds
+        (time with reading stopped for the consumer does not count)."""
+        # What arrived with the head or before this call, first.
+        full = False
+        events = self._events
+        while events:
+            event = events.popleft()
+            if event is END:
+                return
+            full = sink(event.data)
+        reader = self.reader
+        while (data := self.buffer.read_nowait()) is not None:
+            if reader.error is not None:
+                raise reader.error
+            events = reader.feed(data) if data else reader.feed_eof()
+            for event in events:
+                if event is END:
+                    return
+                full = sink(event.data)
+            if not data:
+                raise BadGateway("upstream closed the connection mid-response")
+        if reader.error is not None:
+            raise reader.error
+        # Then straight from data_received, until the end.
+        loop = self._loop
+        if full:
+            self._held_back = True
+            self._pause()
+        self._sink = sink
+        done = self._done = loop.create_future()
+        self._last_read = loop.time()
+        self._idle_timer = loop.call_later(idle, self._check_idle, idle)
+        try:
+            await done
+        finally:
+            self._sink = None
+            self._done = None
+            timer = self._idle_timer
+            if timer is not None:
+                self._idle_timer = None
+                timer.cancel()
+            if self._held_back:
+                self._held_back = False
+                self._resume()
+
+    def resume(self) -> None:
+        """The relay's consumer can take more: read again."""
+        if self._held_back:
+            self._held_back = False
+            self._last_read = self._loop.time()
+            self._resume()
+
+    def _hand_over(self, events: list) -> None:
+        sink = self._sink
+        for event in events:
+            if event is END:
+                self._finish_relay(None)
+                return
+            if sink(event.data) and not self._held_back:
+                self._held_back = True
+                self._pause()
+
+    def _relay_eof(self) -> None:
+        try:
+            events = self.reader.feed_eof()
+        except BadGateway as exc:
+            self._finish_relay(exc)
+            return
+        self._hand_over(events)
+        if self._done is not None and not self._done.done():
+            self._finish_relay(BadGateway("upstream closed the connection mid-response"))
+
+    def _finish_relay(self, error: BaseException | None) -> None:
+        done = self._done
+        if done is not None and not done.done():
+            if error is None:
+                done.set_result(None)
+            else:
+                done.set_exception(error)
+
+    def _check_idle(self, idle: float) -> None:
+        self._idle_timer = None
+        done = self._done
+        if done is None or done.done():
+            return
+        now = self._loop.time()
+        if self._held_back:
+            self._last_read = now  # waiting on the client, not the upstream
+        due = self._last_read + idle
+        if now >= due:
+            self._finish_relay(UpstreamTimeout())
+        else:
+            self._idle_timer = self._loop.call_at(due, self._check_idle, idle)
 
     @property
     def reusable(self) -> bool:

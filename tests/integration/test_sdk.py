@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import threading
 import time
 
@@ -185,6 +186,28 @@ def test_body_too_large_is_413(gateway_factory, simulator):
         client.chat.completions.create(model="gpt-5.4", messages=[{"role": "user", "content": "x" * 5000}])
     assert exc.value.status_code == 413
     client.close()
+
+
+@pytest.mark.parametrize("capture", [True, False], ids=["capture", "no-capture"])
+def test_a_streamed_body_past_the_limit_is_413(gateway_factory, simulator, capture):
+    """Chunked, the model first: the request is on its way upstream when the
+    limit is passed, whether or not the bodies are kept for captures."""
+    gw = gateway_factory(provider_config(simulator.url), "--max-body-size", "4KiB", capture=capture)
+    head = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: ai\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n")
+    first = b'{"model": "gpt-5.4", "messages": [{"role": "user", "content": "'
+    with socket.create_connection(("127.0.0.1", gw.port), 10) as s:
+        s.sendall(head + b"%x\r\n%s\r\n" % (len(first), first))
+        time.sleep(0.2)
+        try:
+            for _ in range(6):
+                s.sendall(b"400\r\n" + b"x" * 1024 + b"\r\n")
+                time.sleep(0.02)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # answered and closed before the rest was sent
+        answer = s.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 413 ")
+    assert b"request body exceeds the limit of 4096 bytes" in answer
 
 
 def get(url: str) -> bytes:
