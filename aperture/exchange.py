@@ -341,7 +341,8 @@ class Exchange:
                 check.finish()
         return [chunk], body.at_eof
 
-    async def _send_request(self, provider, request, body: bytes, ended: bool, scanner, read: int):
+    async def _send_request(self, provider, request, body: bytes, ended: bool, scanner,
+                            read: int = 0):
         """Send the request (method, target, headers, length) and wait for
         the response head; returns the connection and the head.
 

@@ -355,9 +355,8 @@ class CaptureStore:
         """Wait until every record submitted so far is in LMDB. False on timeout."""
         deadline = time.monotonic() + timeout
         if self._drain is not None:
-            with self._lock:
-                self._rotate()
-                waiting = list(self._released)
+            self._rotate()
+            waiting = list(self._released)
             while waiting:
                 waiting = [p for p in waiting if os.path.exists(p)]
                 if not waiting:
@@ -427,7 +426,13 @@ class CaptureStore:
         release_env(self._h)
 
     def _rotate(self) -> None:
-        """Process mode, lock held: hand the current segment to the drain process."""
+        """Process mode: hand the current segment to the drain process.
+
+        The event loop appends under `_lock`, so the lock covers only the
+        swap: the new segment is made (open, lock, rename) before it and the
+        old one released after it. A system call under the lock would make
+        the loop wait for this thread, and this thread then wait for the
+        interpreter lock: a stall of up to a switch interval (5 ms)."""
         j = self._journal
         if j is None or not j.size:
             return
@@ -437,19 +442,25 @@ class CaptureStore:
             if self._throttle.ok("rotate"):
                 log.error("capture: cannot start a new journal segment: %s", e)
             return
-        self._journal = new
-        j.release()
-        self._released.append(j.path)
+        with self._lock:
+            if self._closed or self._journal is not j:
+                old = None
+            else:
+                old, self._journal = j, new
+        if old is None:
+            new.remove()
+            return
+        old.release()
+        self._released.append(old.path)
 
     def _run_rotator(self) -> None:
         while not self._closing:
             self._wake.wait(self._rotate_interval)
-            with self._lock:
-                if self._closed:
-                    return
-                self._rotate()
-                if len(self._released) > 64:
-                    self._released = [p for p in self._released if os.path.exists(p)]
+            if self._closed:
+                return
+            self._rotate()
+            if len(self._released) > 64:
+                self._released = [p for p in self._released if os.path.exists(p)]
             try:
                 self._drain.check()
             except OSError as e:
