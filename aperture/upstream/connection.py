@@ -53,7 +53,7 @@ class UpstreamTimeout(Exception):
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = ("origin", "reader", "transport", "write_flow", "buffer", "closed", "idle",
                  "idle_since", "reused", "bytes_received", "_events", "_chunked", "_sent",
-                 "_loop", "_sink", "_done", "_last_read", "_held_back", "_idle_timer")
+                 "_loop", "_sink", "_done", "_last_read", "_held_back", "_idle_timer", "on_lost")
 
     def __init__(self, origin: tuple[str, str, int], loop: asyncio.AbstractEventLoop,
                  reader=ResponseReader) -> None:
@@ -76,6 +76,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._last_read = 0.0
         self._held_back = False  # relay(): reading paused for the client
         self._idle_timer: asyncio.TimerHandle | None = None
+        self.on_lost = None  # the pool's count of open connections
 
     # -- asyncio.Protocol ---------------------------------------------------
 
@@ -107,6 +108,9 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc) -> None:
         self.closed = True
+        if self.on_lost is not None:
+            self.on_lost(self)
+            self.on_lost = None
         if self._sink is not None:
             self._relay_eof()
         else:
