@@ -40,7 +40,7 @@ from collections import deque
 from aperture.errors import BadGateway
 from aperture.flow import ConnectionLost, ReadBuffer, ReadTimeout, WriteFlow
 from aperture.upstream.events import END
-from aperture.upstream.http1 import LAST_CHUNK, UpstreamClosed, encode_chunk, encode_request
+from aperture.upstream.http1 import CRLF, LAST_CHUNK, UpstreamClosed, chunk_head, encode_request
 from aperture.upstream.reader import ResponseReader
 
 __all__ = ["UpstreamClosed", "UpstreamConnection", "UpstreamTimeout"]
@@ -147,11 +147,17 @@ class UpstreamConnection(asyncio.Protocol):
         self._sent = end
         self.transport.write(data)  # type: ignore[union-attr]
 
-    def send_body(self, data: bytes) -> None:
+    def send_body(self, parts: list[bytes]) -> None:
+        """Body bytes, in one write of the pieces as they are (one chunk for
+        a chunked body)."""
         if self.closed:
             raise UpstreamClosed("upstream connection closed while sending the request")
-        if data:
-            self.transport.write(encode_chunk(data) if self._chunked else data)  # type: ignore[union-attr]
+        if self._chunked:
+            size = sum(map(len, parts))
+            if not size:
+                return
+            parts = [chunk_head(size), *parts, CRLF]
+        self.transport.writelines(parts)  # type: ignore[union-attr]
 
     def send_end(self) -> None:
         if self.closed:

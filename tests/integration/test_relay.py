@@ -73,6 +73,7 @@ class Script:
                     resp.write(piece)
                     await resp.drain()
                     self.sent += len(piece)
+                    await asyncio.sleep(0)  # let the loop's other work run
             elif self.mode == "cut":
                 resp.start(200, [(b"content-type", b"text/event-stream")], None)
                 resp.write(b"".join(SSE_EVENTS[:4]))
