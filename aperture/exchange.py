@@ -32,7 +32,10 @@ last byte is written, so a capture can never miss an exchange whose client got
 a complete answer.
 
 Failure rules: errors before the response head is sent are answered in the
-caller's API format (`GatewayError.status`). After that the only honest signal
+caller's API format (`GatewayError.status`). So are upstream failures after
+the provider's head but before any byte of it reached the client (the client
+head waits for the first body bytes): a reset or a malformed body there is a
+502, silence past the idle timeout a 504. After that the only honest signal
 is to close the connection without finishing the response. A client that goes
 away cancels this task: the upstream connection is then dropped, never reused.
 A provider error reported inside a stream (an error event, an event-stream
@@ -456,7 +459,7 @@ class Exchange:
         try:
             await up.relay(relay, idle)
         except UpstreamTimeout:
-            self._cut("upstream %s sent nothing for %gs" % (self.provider, idle))
+            self._cut("upstream %s sent nothing for %gs" % (self.provider, idle), GatewayTimeout)
             return
         except BadGateway as exc:  # the body ended early, or broke
             self._cut(exc.message)
@@ -500,9 +503,16 @@ class Exchange:
                 self.error = self.error or "stream ended without its final event"
         self._submit(sending=True)
 
-    def _cut(self, message: str) -> None:
+    def _cut(self, message: str, error: type[GatewayError] = BadGateway) -> None:
         """The upstream failed after the response started: keep what was
-        counted, mark it incomplete, close the client connection."""
+        counted, mark it incomplete, close the client connection. While no
+        byte of the response has reached the client, it gets an answer
+        instead (`error`: 502, or 504 for a timeout)."""
+        if self.resp.retract():
+            self.meter = None
+            self.stream = False
+            self._fail(error(message))
+            return
         self._read_usage()
         self.state = INCOMPLETE
         self.error = message

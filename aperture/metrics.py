@@ -17,7 +17,8 @@ read it back with its parser.
 Gauges are read when scraped: exchanges in flight and those streaming (the
 gateway's set of live exchanges), open client connections (the server's
 connection set), upstream connections (in use by live exchanges; idle in
-the pool), the capture writer's queue and counters.
+the pool), the capture writer's queue and counters, and the event loops'
+tasks (a leak shows as a count that does not come back down).
 
 Summing over workers. `aperture serve --workers N` forks N processes that
 share the port; a scrape reaches one of them. Each worker listens on a Unix
@@ -174,6 +175,10 @@ def worker_snapshot(gateway) -> dict:
         "client_connections": len(m.connections) if m.connections is not None else 0,
         "upstream_active": upstream_active, "upstream_idle": idle,
         "capture_queue": len(queue),
+        # every task of the event loop: exchanges, connections' timers and
+        # background work; back at its resting value once traffic stops,
+        # unless something leaks a task
+        "tasks": len(asyncio.all_tasks()),
     }
     snap["capture"] = {"dropped": stats.get("dropped", 0),
                        "journal_errors": stats.get("journal_errors", 0),
@@ -280,7 +285,9 @@ def render(total: dict, journal: int) -> bytes:
                 ("aperture_client_connections", "client_connections",
                  "Open client connections."),
                 ("aperture_capture_queue_records", "capture_queue",
-                 "Records waiting in memory for a writer thread.")):
+                 "Records waiting in memory for a writer thread."),
+                ("aperture_event_loop_tasks", "tasks",
+                 "asyncio tasks alive in the workers' event loops (this scrape's own included).")):
             yield GaugeMetricFamily(name, doc, value=g.get(key, 0))
         up = GaugeMetricFamily("aperture_upstream_connections", "Open connections to "
                                "providers: in use, or idle in the pool.", labels=["state"])

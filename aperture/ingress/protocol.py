@@ -163,6 +163,18 @@ class Response:
         parts.append(b"\r\n")
         self._head = b"".join(parts)
 
+    def retract(self) -> bool:
+        """Take back a started response none of whose bytes were written (the
+        head waits for the first body write): True if it was, and another
+        response may be started in its place."""
+        if not self.started or self.first_byte_at is not None or self.finished:
+            return False
+        self.started = False
+        self._head = None
+        self._chunked = False
+        self.status = 0
+        return True
+
     def write(self, data: bytes) -> None:
         """Queue body bytes on the transport (no waiting; see `drain`)."""
         if self._head_only:
