@@ -41,8 +41,8 @@ _TEMPLATE = """\
       // endpoints that serve its models.
       "compatibility": {"anthropic_messages": true},  // POST /v1/messages
       // The model names this provider serves. A request's model must match
-      // one of them exactly.
-      "models": ["claude-sonnet-4-6", "claude-haiku-4-5", "claude-opus-4-7"],
+      // one of them exactly. claude-opus-5-5 is Claude Code's default.
+      "models": ["claude-opus-5-5", "claude-sonnet-4-6", "claude-haiku-4-5", "claude-opus-4-7"],
       // Which price table estimates this provider's costs (aperture knows it
       // from a real provider's baseurl; the simulator's needs saying). A
       // "prices" object can set or replace the price of any model.
@@ -89,7 +89,7 @@ _TEMPLATE = """\
         "google_generate_content": true,  // .../publishers/google/models/<model>:generateContent
         "google_raw_predict": true,       // .../publishers/anthropic/models/<model>:rawPredict
       },
-      "models": ["gemini-2.5-pro", "claude-sonnet-4-6", "claude-haiku-4-5"],
+      "models": ["gemini-2.5-pro", "claude-opus-5-5", "claude-sonnet-4-6", "claude-haiku-4-5"],
       "cost_basis": "vertex",
     },
     "bedrock": {
@@ -100,8 +100,12 @@ _TEMPLATE = """\
       // Under the /bedrock prefix: POST /bedrock/model/<model id>/invoke,
       // /invoke-with-response-stream, /converse, /converse-stream.
       "compatibility": {"bedrock_model_invoke": true, "bedrock_converse": true},
-      // Bedrock model ids, as Bedrock names them.
+      // Bedrock model ids, as Bedrock names them. A request may also name
+      // one without its region prefix ("us."), vendor prefix ("anthropic.")
+      // or version suffix ("-v1:0"), or with another region prefix; its path
+      // goes upstream as it was sent.
       "models": [
+        "us.anthropic.claude-opus-5-5",
         "us.anthropic.claude-sonnet-4-6",
         "us.anthropic.claude-haiku-4-5",
         "amazon.nova-pro-v1:0",
