@@ -59,7 +59,8 @@ _TEMPLATE = """\
         "openai_chat": true,       // POST /v1/chat/completions
         "openai_responses": true,  // POST /v1/responses
       },
-      "models": ["gpt-5.4", "gpt-5.4-mini", "gpt-5.3-codex"],
+      // gpt-6.2-sol is Codex's default.
+      "models": ["gpt-6.2-sol", "gpt-5.4", "gpt-5.4-mini", "gpt-5.3-codex"],
       "cost_basis": "openai",
     },
     "gemini": {
@@ -69,7 +70,9 @@ _TEMPLATE = """\
       "authorization": "x-goog-api-key",
       // POST /v1beta/models/<model>:generateContent, :streamGenerateContent, ...
       "compatibility": {"gemini_generate_content": true},
-      "models": ["gemini-2.5-pro", "gemini-2.5-flash"],
+      // Gemini CLI's default model, and the one it routes its prompts with.
+      "models": ["gemini-3.1-pro-preview", "gemini-3.5-flash-lite", "gemini-2.5-pro",
+                 "gemini-2.5-flash"],
       "cost_basis": "google",
     },
     "vertex": {
