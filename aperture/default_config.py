@@ -70,9 +70,10 @@ _TEMPLATE = """\
       "authorization": "x-goog-api-key",
       // POST /v1beta/models/<model>:generateContent, :streamGenerateContent, ...
       "compatibility": {"gemini_generate_content": true},
-      // Gemini CLI's default model, and the one it routes its prompts with.
-      "models": ["gemini-3.1-pro-preview", "gemini-3.5-flash-lite", "gemini-2.5-pro",
-                 "gemini-2.5-flash"],
+      // Gemini CLI's models: it asks gemini-3.5-flash-lite how hard a prompt
+      // is, then sends it to gemini-3.8-flash or gemini-3.1-pro-preview.
+      "models": ["gemini-3.1-pro-preview", "gemini-3.8-flash", "gemini-3.5-flash-lite",
+                 "gemini-2.5-pro", "gemini-2.5-flash"],
       "cost_basis": "google",
     },
     "vertex": {

@@ -7,7 +7,8 @@ tool call only when its user asks for one with the marker below, which makes
 one harmless, read-only exchange of two turns:
 
 1. The last user message contains ``sim-read-file:PATH`` (PATH: no
-   whitespace; agents want it absolute) and the request offers a tool that
+   whitespace, and no quote or punctuation at its end; agents want it
+   absolute) and the request offers a tool that
    reads a file or runs a command. The answer is one call of that tool,
    reading PATH, in the agent's own vocabulary (`read_call`): Claude Code's
    ``Read`` with ``file_path``, Gemini CLI's ``read_file``, OpenCode's
@@ -35,7 +36,8 @@ import orjson
 from aperture.sim.common import Answer, ToolCall, tool_call_tokens
 
 MARKER = "sim-read-file:"
-_MARKER = re.compile(re.escape(MARKER) + r"(\S+)")
+# PATH ends at whitespace; quotes and punctuation around a prompt's last word are not part of it.
+_MARKER = re.compile(re.escape(MARKER) + r"""(\S+?)["'`.,;:!?)\]>]*(?=\s|\Z)""")
 
 # Tools that read a file, by name, in order of preference; and the argument
 # that names the file.
