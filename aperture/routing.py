@@ -17,9 +17,10 @@ A request needs a provider with one of its route's compatibility flags
    that lists any one of them. The client's path is forwarded as it was sent
    (Claude Code names the inference profile it wants); grants are checked on
    the listed name.
-4. Otherwise the model is unknown (404), or, when some provider lists it but
-   none of them has the flag, the request is refused (400) with a message
-   that says which provider serves the model.
+4. Otherwise the request is refused with 400 when no provider has the flag
+   at all (a path of a format this gateway does not speak), else the model is
+   unknown (404), or, when some provider lists it but none of them has the
+   flag, 400 with a message that says which provider serves the model.
 """
 
 from __future__ import annotations
@@ -104,6 +105,9 @@ class Router:
                 found = self._bedrock.get((flag, base))
                 if found is not None:
                     return found[0], model, found[1]
+        if not self.speakers(flags):
+            raise BadRequest("no provider of this gateway speaks the %s API format (asked for "
+                             "model %s)" % (flags[0], model))
         listed = self._any_format.get(model)
         if listed:
             names = ", ".join(p.id for p in listed)
