@@ -42,6 +42,8 @@ CLIENTS = {
 }
 INSTALL_TIMEOUT = 600
 RUN_TIMEOUT = 120
+#: a test's time limit (pytest-timeout): the first one of a client installs it
+TEST_TIMEOUT = INSTALL_TIMEOUT + 2 * RUN_TIMEOUT
 #: the marker that makes the simulator ask an agent to read a file (aperture.sim.agent)
 MARKER = "sim-read-file:"
 

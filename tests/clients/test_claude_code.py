@@ -8,9 +8,9 @@ import json
 import pytest
 
 from tests.clients import checks
-from tests.clients.conftest import MARKER, base_env, binary, placeholder_key
+from tests.clients.conftest import MARKER, TEST_TIMEOUT, base_env, binary, placeholder_key
 
-pytestmark = pytest.mark.agents
+pytestmark = [pytest.mark.agents, pytest.mark.timeout(TEST_TIMEOUT)]
 
 QUIET = {"DISABLE_TELEMETRY": "1", "DISABLE_AUTOUPDATER": "1", "DISABLE_ERROR_REPORTING": "1",
          "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
@@ -105,3 +105,23 @@ def test_bedrock_inference_profile_of_another_region(gateway, home, workdir):
     assert record["path"] == ("/bedrock/model/global.anthropic.claude-sonnet-4-6"
                               "/invoke-with-response-stream")
     assert run.stdout.strip() == checks.answer_text(record), run.explain()
+
+
+def test_unknown_model_is_a_readable_404(gateway, home, workdir):
+    """A model aperture does not serve: a 404 in Anthropic's shape naming
+    it, which Claude Code shows instead of an answer; every request captured."""
+    key = placeholder_key()
+    (home / ".claude").mkdir()
+    (home / ".claude" / "settings.json").write_text(
+        json.dumps(settings("anthropic", gateway.url, key)))
+    run = gateway.run([binary("claude-code"), "-p", "Say hello.", "--model", "claude-nope"],
+                      base_env(home, **QUIET), workdir, 1)
+    assert run.returncode == 1, run.explain()
+    assert "claude-nope" in run.stdout, run.explain()
+    assert run.records, run.explain()
+    for record in run.records:
+        assert (record["status"], record["state"], record["model"]) == (404, "refused", "claude-nope")
+        assert record["error"] == "model claude-nope not found (GET /v1/models lists the models you may use)"
+        body = json.loads(record["response_body"])
+        assert body["type"] == "error" and body["error"]["type"] == "not_found_error"
+    checks.check_no_secret(run.records, key)

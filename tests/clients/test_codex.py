@@ -8,9 +8,9 @@ import re
 import pytest
 
 from tests.clients import checks
-from tests.clients.conftest import MARKER, base_env, binary, placeholder_key
+from tests.clients.conftest import MARKER, TEST_TIMEOUT, base_env, binary, placeholder_key
 
-pytestmark = pytest.mark.agents
+pytestmark = [pytest.mark.agents, pytest.mark.timeout(TEST_TIMEOUT)]
 
 CONFIG = """\
 model_provider = "aperture"

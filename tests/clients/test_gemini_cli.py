@@ -8,9 +8,9 @@ import json
 import pytest
 
 from tests.clients import checks
-from tests.clients.conftest import MARKER, base_env, binary, placeholder_key
+from tests.clients.conftest import MARKER, TEST_TIMEOUT, base_env, binary, placeholder_key
 
-pytestmark = pytest.mark.agents
+pytestmark = [pytest.mark.agents, pytest.mark.timeout(TEST_TIMEOUT)]
 
 SETTINGS = {"security": {"auth": {"selectedType": "gemini-api-key"}},
             "privacy": {"usageStatisticsEnabled": False},
@@ -58,3 +58,21 @@ def test_reads_a_file_in_two_turns(gateway, home, workdir):
     checks.check_quote(text, str(notes), secret)
     assert run.stdout.strip() == text, run.explain()
     assert checks.one_session([call, answer])
+
+
+def test_unknown_model_is_a_readable_404(gateway, home, workdir):
+    """A model aperture does not serve: one 404 in Google's shape, whose
+    message Gemini CLI prints; no retry."""
+    key = placeholder_key()
+    (home / ".gemini").mkdir()
+    (home / ".gemini" / "settings.json").write_text(json.dumps(SETTINGS))
+    env = base_env(home, GEMINI_API_KEY=key, GOOGLE_GEMINI_BASE_URL=gateway.url,
+                   GEMINI_CLI_TRUST_WORKSPACE="true")
+    run = gateway.run([binary("gemini-cli"), "-p", "Say hello.", "-m", "gemini-nope"], env, workdir, 1)
+    assert run.returncode == 1, run.explain()
+    message = "model gemini-nope not found (GET /v1/models lists the models you may use)"
+    assert message in run.stdout + run.stderr, run.explain()
+    [record] = run.records
+    assert (record["status"], record["state"], record["error"]) == (404, "refused", message)
+    assert json.loads(record["response_body"])["error"]["status"] == "NOT_FOUND"
+    checks.check_no_secret(run.records, key)

@@ -9,9 +9,9 @@ import os
 import pytest
 
 from tests.clients import checks
-from tests.clients.conftest import MARKER, base_env, binary, install, placeholder_key
+from tests.clients.conftest import MARKER, TEST_TIMEOUT, base_env, binary, install, placeholder_key
 
-pytestmark = pytest.mark.agents
+pytestmark = [pytest.mark.agents, pytest.mark.timeout(TEST_TIMEOUT)]
 
 QUIET = {"OPENCODE_DISABLE_AUTOUPDATE": "1", "OPENCODE_DISABLE_MODELS_FETCH": "1",
          "OPENCODE_DISABLE_DEFAULT_PLUGINS": "1", "OPENCODE_DISABLE_LSP_DOWNLOAD": "1",
