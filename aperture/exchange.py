@@ -233,11 +233,18 @@ class Exchange:
             if not self.submitted:
                 self._submit()
 
-    async def refuse(self, error: GatewayError) -> None:
-        """Answer and capture a request on a path no format owns (`error`, a
-        404 in the format the path suggests)."""
-        self.unrouted = True
+    async def refuse(self, error: GatewayError, *, unrouted: bool = True) -> None:
+        """Answer and capture a request that is not served: one on a path no
+        format owns (`error`, a 404 in the format the path suggests), or,
+        with `unrouted` False, one whose head broke the HTTP rules on a path
+        this exchange's format owns (`error`, its 4xx/5xx)."""
+        self.unrouted = unrouted
         self.api = ""
+        if not unrouted:
+            try:
+                self.api = self.fmt.match(self.req.method, self.req.path, self.req.query).flags[0]
+            except GatewayError:
+                pass  # no action of the format: the record names none
         try:
             self.identity = self.req.conn.identity or await self.gw.identify(self.req)
         except GatewayError as exc:  # not even a known caller: that answer instead

@@ -234,6 +234,22 @@ class Gateway:
         finally:
             live.discard(exchange)
 
+    def refuse_bad_request(self, req, resp, error: GatewayError):
+        """The server's hook for a request head that broke the HTTP rules
+        after its path was read (aperture.ingress.protocol): on an API path,
+        answered in that path's format and captured as refused (a coroutine
+        to run); elsewhere None, and the server answers in plain text."""
+        handler = self.routes.find(req.method, req.path)
+        if isinstance(handler, functools.partial) and handler.func == self._exchange:
+            fmt = handler.args[0]
+        elif handler is None and req.path.startswith("/v1"):
+            fmt = formats.format_for_path(req.path, req.headers)
+        elif handler is None and formats.format_for_path(req.path) is not formats.DEFAULT_FORMAT:
+            fmt = formats.format_for_path(req.path, req.headers)
+        else:
+            return None
+        return Exchange(self, req, resp, fmt).refuse(error, unrouted=False)
+
     async def _unrouted(self, req, resp) -> None:
         """A path no route serves (nor any method of it): 404 in the format
         the path suggests, logged, counted and captured as refused."""

@@ -123,6 +123,7 @@ async def _serve_worker(app_factory: AppFactory, sock: socket.socket, *, drain_t
                         keepalive_timeout=keepalive_timeout, header_timeout=header_timeout,
                         body_timeout=body_timeout, max_connections=max_connections,
                         on_connection=app.on_connection)
+    state.refuse_bad_request = getattr(app, "refuse_bad_request", None)
     state.fd_budget = descriptor_budget()
     # create_server listens again: with its default backlog of 100, a busy
     # worker would drop connections at the door.

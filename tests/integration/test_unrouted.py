@@ -243,3 +243,56 @@ def test_inference_profiles_list_the_bedrock_models_the_caller_may_use(gw):
     status, headers, body = request(gw, "GET", "/bedrock/inference-profiles?type=OTHER")
     assert status == 400 and headers["x-amzn-errortype"] == "ValidationException"
     assert "OTHER" in json.loads(body)["message"]
+
+
+# A head that breaks the HTTP rules after its path was read: on an API path,
+# the answer is in that path's format and the request is captured; elsewhere
+# it is a line of text. Each closes the connection.
+BROKEN_HEADS = [
+    # (request line and the headers after Host, status, shape, message)
+    (b"POST /v1/messages HTTP/1.1\r\nHost: other", 400, "anthropic", "more than one Host header"),
+    (b"POST /v1/chat/completions HTTP/1.1\r\nTransfer-Encoding: gzip, chunked", 501, "openai",
+     "transfer coding gzip not supported (only chunked)"),
+    (b"POST /v1beta/models/gemini-2.5-pro:generateContent HTTP/1.1\r\nExpect: later", 417,
+     "google", "unsupported Expect header"),
+    (b"POST /bedrock/model/us.anthropic.claude-sonnet-4-6/invoke HTTP/1.1\r\nHost: again", 400,
+     "bedrock", "more than one Host header"),
+    (b"GET /healthz HTTP/1.1\r\nHost: other", 400, "text", "more than one Host header"),
+]
+
+
+@pytest.mark.parametrize("head,status,shape,message", BROKEN_HEADS,
+                         ids=[h[0].split(b" ")[1].decode() for h in BROKEN_HEADS])
+def test_broken_heads_on_api_paths_are_answered_in_their_format_and_captured(
+        gw, head, status, shape, message):
+    import socket
+
+    from tests.integration.test_capture import read_response
+
+    since = time.time() - 0.001
+    line, _, extra = head.partition(b"\r\n")
+    framing = b"\r\n0\r\n\r\n" if b"chunked" in extra else b"Content-Length: 2\r\n\r\n{}"
+    raw = (line + b"\r\nHost: ai\r\ntailscale-user-login: alice@example.com\r\n" + extra
+           + b"\r\nContent-Type: application/json\r\n" + framing)
+    with socket.create_connection(("127.0.0.1", gw.port), 10) as s:
+        s.sendall(raw)
+        resp = read_response(s)
+        assert s.recv(100) == b""  # closed after the answer
+    assert resp.status == status
+    if shape == "text":
+        assert resp.header("content-type") == "text/plain; charset=utf-8"
+        assert resp.body == (message + "\n").encode()
+        return
+    doc = json.loads(resp.body)
+    if shape == "anthropic":
+        assert doc["type"] == "error" and doc["error"]["message"] == message
+    elif shape == "openai":
+        assert doc["error"]["message"] == message
+    elif shape == "google":
+        assert doc["error"]["code"] == status and doc["error"]["message"] == message
+    else:
+        assert doc == {"message": message}
+    row, = records_since(gw, since, 1)
+    path = line.split(b" ")[1].decode()
+    assert (row["state"], row["status"], row["path"], row["error"], row["user"]) == (
+        "refused", status, path, message, "alice@example.com")
