@@ -3,6 +3,7 @@
 and through nginx as a plain reverse proxy, in one run on this machine.
 
     python tools/bench_gateway.py [--duration 6] [--repeat 3] [--connections 32] [--capture both]
+                                  [--workers 2]
 
 Needs `wrk` and `nginx` (Debian: apt-get install wrk nginx-light). Every load
 goes to 127.0.0.1 only. Prints requests/s and p50/p99 latency for each target,
@@ -147,6 +148,9 @@ def main() -> None:
     parser.add_argument("--capture", choices=["off", "on", "both"], default="both",
                         help="run aperture with capture off, on, or both (for the capture cost)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="also run aperture (capture off) with this many workers, "
+                             "reported against one worker at the main concurrency")
     args = parser.parse_args()
     for tool in ("wrk", "nginx"):
         if shutil.which(tool) is None and not Path("/usr/sbin/" + tool).exists():
@@ -179,6 +183,12 @@ def main() -> None:
             procs.append(ap_on)
             wait_port(ap2_port)
             targets["aperture+capture"] = "http://127.0.0.1:%d/v1/messages" % ap2_port
+        if args.workers > 1:
+            apw_port = free_port()
+            procs.append(start(serve + ["--listen", "127.0.0.1:%d" % apw_port, "--no-capture",
+                                        "--workers", str(args.workers)], tmp / "apw.log"))
+            wait_port(apw_port)
+            targets["aperture x%d" % args.workers] = "http://127.0.0.1:%d/v1/messages" % apw_port
         procs.append(start([nginx_bin, "-c", str(tmp / "nginx.conf"), "-p", str(tmp)], tmp / "nginx.log"))
         wait_port(ng_port)
         targets["nginx"] = "http://127.0.0.1:%d/v1/messages" % ng_port
@@ -231,6 +241,18 @@ def main() -> None:
             print("capture on / off requests/s: %.2f, median of %d rounds (%.2f to %.2f)  "
                   "(budget >= 0.90)" % (summary["capture_on_vs_off"], len(paired),
                                         paired[0], paired[-1]))
+        if args.workers > 1 and "aperture" in results:
+            paired = sorted(many["rps"] / one["rps"] for many, one in zip(
+                runs["aperture x%d" % args.workers][c], runs["aperture"][c]))
+            summary["workers_vs_one"] = statistics.median(paired)
+            print("--workers %d / --workers 1 requests/s at %d connections: %.2f, median of %d "
+                  "rounds (%.2f to %.2f)" % (args.workers, args.connections, summary["workers_vs_one"],
+                                             len(paired), paired[0], paired[-1]))
+        if "aperture" in results and "aperture+capture" in results:
+            summary["capture_on_vs_off_p99_1conn"] = (results["aperture+capture"]["c1"]["p99_us"]
+                                                      / results["aperture"]["c1"]["p99_us"])
+            print("capture on / off p99 at 1 connection: %.2f  (budget <= 2)"
+                  % summary["capture_on_vs_off_p99_1conn"])
         gw = ap_off or ap_on
         gw_port = ap_port if ap_off else ap2_port
         per_conn = idle_connection_cost(gw_port, gw.pid)
