@@ -78,6 +78,11 @@ def main() -> None:
                    "socket exists; dev:<user> with the embedded default config.")
 @click.option("--tailscaled-socket", default=DEFAULT_SOCKET, show_default=True,
               type=click.Path(dir_okay=False))
+@click.option("--grants-capability", default="tailscale.com/cap/aperture", show_default=True,
+              metavar="NAME",
+              help="Capability under which grants from the tailnet policy file arrive (WhoIs "
+                   "CapMap); they add to the config's grants. A control server that refuses "
+                   "tailscale.com names (headscale) needs another, e.g. example.com/cap/aperture.")
 @click.option("--max-body-size", default="32MiB", show_default=True, help="Largest request body accepted.")
 @click.option("--capture-body-size", default="8MiB", show_default=True,
               help="Bodies above this size are captured truncated.")
@@ -103,7 +108,7 @@ def main() -> None:
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(listen, workers, config_path, data_dir, no_capture, capture_writer, identity_spec, tailscaled_socket,
-          max_body_size, capture_body_size, connect_timeout, first_byte_timeout, idle_timeout,
+          grants_capability, max_body_size, capture_body_size, connect_timeout, first_byte_timeout, idle_timeout,
           drain_timeout, header_timeout, body_timeout, max_connections, ui_hosts, log_level) -> None:
     """Run the gateway."""
     from aperture.config import read_config_text
@@ -144,6 +149,7 @@ def serve(listen, workers, config_path, data_dir, no_capture, capture_writer, id
     try:
         factory = make_app_factory(config_path, settings, identity_spec=identity_spec,
                                    tailscaled_socket=tailscaled_socket,
+                                   grants_capability=grants_capability,
                                    data_dir=None if no_capture else data_dir,
                                    capture=os.environ.get("APERTURE_CAPTURE_WRITER") or capture_writer)
     except ValueError as exc:
