@@ -73,6 +73,10 @@ class Node:
         return next(ip for ip in self.status["TailscaleIPs"] if ":" not in ip)
 
     @property
+    def ipv6(self) -> str:
+        return next(ip for ip in self.status["TailscaleIPs"] if ":" in ip)
+
+    @property
     def stable_id(self) -> str:
         return self.status["Self"]["ID"]
 
@@ -304,7 +308,7 @@ class Tailnet:
 
     def start_node(self, name: str) -> Node:
         d = self.dir / ("node-" + name)
-        d.mkdir()
+        (d / "logs").mkdir(parents=True)  # must exist, or tailscaled logs to /var/lib/tailscale
         node = Node(name=name, dir=d, socket=str(d / "ts.sock"), socks_port=self.net.port())
         env = {**TS_ENV, "TS_LOGS_DIR": str(d / "logs"),
                "TS_NETCHECK_GENERATE_204_URL": "http://127.0.0.1:%d/generate_204" % self.hs_port}
@@ -315,12 +319,30 @@ class Tailnet:
         self.nodes[name] = node
         return node
 
-    def join(self, node: Node, authkey: str) -> None:
-        self._wait(lambda: os.path.exists(node.socket), "tailscaled %s to start" % node.name,
-                   node.proc, "tailscaled-" + node.name)
-        self.run([self.bin["tailscale"], "--socket", node.socket, "up",
-                  "--login-server", "http://127.0.0.1:%d" % self.hs_port, "--authkey", authkey,
-                  "--hostname", node.name, "--accept-dns=false", "--timeout", "60s"], timeout=90)
+    def join(self, joins: dict[str, str]) -> None:
+        """`tailscale up` on each node named in `joins` (name -> auth key), all at once."""
+        for name in joins:
+            node = self.nodes[name]
+            self._wait(lambda: os.path.exists(node.socket), "tailscaled %s to start" % name,
+                       node.proc, "tailscaled-" + name)
+        ups = {name: self.net.spawn([str(self.bin["tailscale"]), "--socket", self.nodes[name].socket,
+                                     "up", "--login-server", "http://127.0.0.1:%d" % self.hs_port,
+                                     "--authkey", key, "--hostname", name, "--accept-dns=false",
+                                     "--timeout", "60s"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, cwd=self.dir)
+               for name, key in joins.items()}
+        failed = []
+        for name, proc in ups.items():
+            try:
+                out, _ = proc.communicate(timeout=90)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, _ = proc.communicate()
+            if proc.returncode != 0:
+                failed.append("%s: %s" % (name, out.decode(errors="replace")[-2000:]))
+        if failed:
+            raise TailnetError("tailscale up failed on " + "\n".join(failed))
 
     def node_status(self, node: Node) -> dict:
         node.status = json.loads(self.run([self.bin["tailscale"], "--socket", node.socket,

@@ -99,6 +99,11 @@ def _wait_log(net: Tailnet, name: str, text: str, proc, timeout: float = 30.0) -
         time.sleep(0.05)
 
 
+def healthy(setup: Setup, node) -> bool:
+    with setup.via(node) as c:
+        return c.request("GET", "/healthz").status == 200
+
+
 @pytest.fixture(scope="module")
 def tailnet():
     binaries = ensure_binaries()
@@ -113,8 +118,7 @@ def tailnet():
                 "alice-laptop": net.preauth_key(user=uid),
                 "ci-runner": net.preauth_key(tags=["tag:ci"])}
         nodes = [net.start_node(name) for name in keys]
-        for node in nodes:
-            net.join(node, keys[node.name])
+        net.join(keys)
         for node in nodes:
             net.wait_running(node, peers=2)
 
@@ -136,6 +140,11 @@ def tailnet():
             "--log-level", "info"], cwd=Path(__file__).resolve().parents[2])
         _wait_log(net, "aperture", "listening on http://127.0.0.1:%d" % port, gw)
         setup = Setup(net, where, port, data_dir)
+        # Up is not yet reachable: the first packets wait for the nodes' DERP
+        # connections and WireGuard handshakes.
+        for node in (setup.alice, setup.ci):
+            net._wait(lambda node=node: healthy(setup, node), "%s to reach aperture over the "
+                      "tailnet" % node.name, gw, "aperture")
         setup.startup_seconds = time.monotonic() - started
         yield setup
     finally:
@@ -157,6 +166,13 @@ def test_whoami_of_a_users_node(tailnet):
         "models": ["anthropic/claude-haiku-4-5", "openai/gpt-5.4-mini"],
         "tailnet_grants": [{"role": "user"}, {"models": "openai/gpt-5.4-mini"}],
         "source": "tailscale"}
+
+
+def test_the_gateways_ipv6_tailnet_address_answers_too(tailnet):
+    with tailnet.net.via(tailnet.alice, tailnet.gateway.ipv6, tailnet.port) as c:
+        reply = c.request("GET", "/api/whoami")
+    assert reply.status == 200, reply.body
+    assert reply.json()["login"] == ALICE and reply.json()["node"]["name"] == "alice-laptop"
 
 
 def test_a_tagged_node_is_identified_by_its_tags(tailnet):
