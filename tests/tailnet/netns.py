@@ -97,7 +97,10 @@ class Netns:
             ctl.sendall(("%s %d %g\n" % (host, port, timeout)).encode())
             msg, fds, _flags, _addr = socket.recv_fds(ctl, 4096, 1)
         if not fds:
-            raise ConnectionError(msg.decode(errors="replace") or "holder gave no socket")
+            # "ERRNO message" from the holder: the same OSError subclass as here
+            # (ConnectionRefusedError for ECONNREFUSED).
+            code, _, text = msg.decode(errors="replace").partition(" ")
+            raise OSError(int(code) if code.isdigit() else 0, text or "holder gave no socket")
         sock = socket.socket(fileno=fds[0])
         sock.settimeout(timeout)
         return sock
@@ -162,7 +165,8 @@ def _holder(control: str) -> None:
                 out = socket.create_connection((host, int(port)), timeout=float(timeout))
             except (OSError, ValueError) as e:
                 with contextlib.suppress(OSError):
-                    conn.sendall(("%s: %s" % (e.__class__.__name__, e)).encode())
+                    conn.sendall(("%d %s" % (getattr(e, "errno", None) or 0,
+                                             getattr(e, "strerror", None) or e)).encode())
                 continue
             with out:
                 socket.send_fds(conn, [b"+"], [out.fileno()])

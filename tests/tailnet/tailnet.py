@@ -67,6 +67,7 @@ class Node:
     socks_port: int
     proc: subprocess.Popen | None = None
     status: dict = field(default_factory=dict)
+    tun: str | None = None
 
     @property
     def ipv4(self) -> str:
@@ -306,14 +307,18 @@ class Tailnet:
 
     # --- nodes -------------------------------------------------------------------
 
-    def start_node(self, name: str) -> Node:
+    def start_node(self, name: str, tun: str | None = None) -> Node:
+        """tailscaled for a node: userspace networking, or with a TUN device named `tun`
+        (kernel networking: root in the network namespace, /dev/net/tun)."""
         d = self.dir / ("node-" + name)
         (d / "logs").mkdir(parents=True)  # must exist, or tailscaled logs to /var/lib/tailscale
-        node = Node(name=name, dir=d, socket=str(d / "ts.sock"), socks_port=self.net.port())
+        node = Node(name=name, dir=d, socket=str(d / "ts.sock"), socks_port=self.net.port(),
+                    tun=tun)
         env = {**TS_ENV, "TS_LOGS_DIR": str(d / "logs"),
                "TS_NETCHECK_GENERATE_204_URL": "http://127.0.0.1:%d/generate_204" % self.hs_port}
         node.proc = self.spawn("tailscaled-" + name, [
-            self.bin["tailscaled"], "--tun=userspace-networking", "--statedir=%s" % (d / "state"),
+            self.bin["tailscaled"], "--tun=%s" % (tun or "userspace-networking"),
+            "--statedir=%s" % (d / "state"),
             "--socket=%s" % node.socket, "--port=0",
             "--socks5-server=127.0.0.1:%d" % node.socks_port, "--no-logs-no-support"], env=env)
         self.nodes[name] = node
@@ -328,7 +333,9 @@ class Tailnet:
         ups = {name: self.net.spawn([str(self.bin["tailscale"]), "--socket", self.nodes[name].socket,
                                      "up", "--login-server", "http://127.0.0.1:%d" % self.hs_port,
                                      "--authkey", key, "--hostname", name, "--accept-dns=false",
-                                     "--timeout", "60s"],
+                                     "--timeout", "60s"]
+                                    # kernel networking: routes only, no firewall rules
+                                    + (["--netfilter-mode=off"] if self.nodes[name].tun else []),
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, cwd=self.dir)
                for name, key in joins.items()}

@@ -20,6 +20,8 @@ The first run builds tailscaled, tailscale and headscale (tests/tailnet/binaries
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sys
 import tempfile
 import time
@@ -36,6 +38,8 @@ from tests.tailnet.tailnet import Client, Tailnet, TailnetError
 pytestmark = [pytest.mark.tailnet, pytest.mark.timeout(1800)]
 
 CAP = "example.com/cap/aperture"
+KERNEL = "aperture-kernel"
+KERNEL_PORT = 8080
 ALICE = "alice@example.com"
 ANTHROPIC_HEADERS = [("anthropic-version", "2023-06-01"), ("x-api-key", "client-key")]
 
@@ -82,6 +86,7 @@ class Setup:
         self.gateway = net.nodes["aperture"]
         self.alice = net.nodes["alice-laptop"]
         self.ci = net.nodes["ci-runner"]
+        self.kernel = None  # the gateway with kernel networking, when the machine allows one
 
     def via(self, node) -> Client:
         return self.net.via(node, self.gateway.ipv4, self.port)
@@ -99,8 +104,8 @@ def _wait_log(net: Tailnet, name: str, text: str, proc, timeout: float = 30.0) -
         time.sleep(0.05)
 
 
-def healthy(setup: Setup, node) -> bool:
-    with setup.via(node) as c:
+def healthy(setup: Setup, node, gateway=None, port: int | None = None) -> bool:
+    with setup.net.via(node, (gateway or setup.gateway).ipv4, port or setup.port) as c:
         return c.request("GET", "/healthz").status == 200
 
 
@@ -118,9 +123,15 @@ def tailnet():
                 "alice-laptop": net.preauth_key(user=uid),
                 "ci-runner": net.preauth_key(tags=["tag:ci"])}
         nodes = [net.start_node(name) for name in keys]
+        # A second gateway with kernel networking (a TUN device): only as root
+        # in a namespace of our own, where its routes touch nothing else.
+        kernel = network.isolated and os.geteuid() == 0 and os.path.exists("/dev/net/tun")
+        if kernel:
+            keys[KERNEL] = net.preauth_key(tags=["tag:aperture"])
+            nodes.append(net.start_node(KERNEL, tun="ts-kernel"))
         net.join(keys)
         for node in nodes:
-            net.wait_running(node, peers=2)
+            net.wait_running(node, peers=len(nodes) - 1)
 
         sim_port = net.net.port()
         sim = net.spawn("simulator", [sys.executable, "-m", "aperture", "simulate",
@@ -140,11 +151,24 @@ def tailnet():
             "--log-level", "info"], cwd=Path(__file__).resolve().parents[2])
         _wait_log(net, "aperture", "listening on http://127.0.0.1:%d" % port, gw)
         setup = Setup(net, where, port, data_dir)
+        if kernel:
+            node = net.nodes[KERNEL]
+            kgw = net.spawn(KERNEL, [
+                sys.executable, "-m", "aperture", "serve", "--listen", "tailnet:%d" % KERNEL_PORT,
+                "--identity", "tailscale", "--tailscaled-socket", node.socket,
+                "--grants-capability", CAP, "--config", config, "--no-capture",
+                "--log-level", "info"], cwd=Path(__file__).resolve().parents[2])
+            _wait_log(net, KERNEL, "listening on http://[%s]:%d" % (node.ipv6, KERNEL_PORT), kgw)
+            _wait_log(net, KERNEL, "listening on http://%s:%d" % (node.ipv4, KERNEL_PORT), kgw)
+            setup.kernel = node
         # Up is not yet reachable: the first packets wait for the nodes' DERP
         # connections and WireGuard handshakes.
         for node in (setup.alice, setup.ci):
             net._wait(lambda node=node: healthy(setup, node), "%s to reach aperture over the "
                       "tailnet" % node.name, gw, "aperture")
+        if kernel:
+            net._wait(lambda: healthy(setup, setup.alice, setup.kernel, KERNEL_PORT),
+                      "alice-laptop to reach the kernel gateway", kgw, KERNEL)
         setup.startup_seconds = time.monotonic() - started
         yield setup
     finally:
@@ -318,6 +342,35 @@ def test_whois_is_asked_once_per_connection(tailnet):
     assert after_three["found"] - after_one["found"] == 2
     assert after_local["not_a_peer"] - after_three["not_a_peer"] == 1
     assert after_local["unavailable"] == before["unavailable"] == 0
+
+
+# --- a gateway with kernel networking ----------------------------------------------------------
+
+
+@pytest.fixture
+def kernel(tailnet):
+    if tailnet.kernel is None:
+        pytest.skip("kernel networking needs root in a private network namespace and "
+                    "/dev/net/tun (%s)" % tailnet.where)
+    return tailnet.kernel
+
+
+@pytest.mark.parametrize("family", ["ipv4", "ipv6"])
+def test_kernel_networking_listens_on_the_tailscale_addresses(tailnet, kernel, family):
+    with tailnet.net.via(tailnet.alice, getattr(kernel, family), KERNEL_PORT) as c:
+        reply = c.request("GET", "/api/whoami")
+    assert reply.status == 200, reply.body
+    doc = reply.json()
+    assert (doc["login"], doc["node"]["id"]) == (ALICE, tailnet.alice.stable_id)
+    # The policy file's grant names tag:aperture, so this gateway gets it too.
+    assert doc["tailnet_grants"] == [{"role": "user"}, {"models": "openai/gpt-5.4-mini"}]
+    log = tailnet.net.log(KERNEL)
+    assert "tailscaled uses kernel networking; listening on its Tailscale addresses only" in log
+
+
+def test_kernel_networking_leaves_loopback_unbound(tailnet, kernel):
+    with pytest.raises(ConnectionRefusedError):
+        tailnet.net.net.connect("127.0.0.1", KERNEL_PORT, timeout=5)
 
 
 def test_listening_on_the_tailnet_is_logged(tailnet):
