@@ -377,20 +377,14 @@ class Exchange:
         """The rest of the body, checked as it goes (`scanner` is the model
         scanner, a `BodyCheck`, or None for a body that is not read); `total`
         bytes of it were read already. What is waiting is taken in one go and
-        sent in one write."""
+        sent in one write, without joining the pieces."""
         body = self.req.body
         limit = self.gw.settings.max_body_bytes
         model_scanner = type(scanner) is not BodyCheck and scanner is not None
+        capture = self.req_body
         while True:
             await up.drain()
             chunk = await body.read()
-            if chunk:
-                more = body.read_nowait()
-                if more:
-                    parts = [chunk, more]
-                    while more := body.read_nowait():
-                        parts.append(more)
-                    chunk = b"".join(parts)
             if not chunk:
                 if model_scanner:
                     status = scanner.finish()
@@ -400,17 +394,21 @@ class Exchange:
                     scanner.finish()
                 up.send_end()
                 return
-            total += len(chunk)
-            if total > limit:
-                raise PayloadTooLarge("request body exceeds the limit of %d bytes" % limit)
-            if model_scanner:
-                status = scanner.feed(chunk)
-                if status != _FOUND:
-                    raise scan_error(scanner, status)
-            elif scanner is not None:
-                scanner.feed(chunk)
-            self.req_body.add(chunk)
-            up.send_body(chunk)
+            parts = [chunk]
+            while more := body.read_nowait():
+                parts.append(more)
+            for chunk in parts:
+                total += len(chunk)
+                if total > limit:
+                    raise PayloadTooLarge("request body exceeds the limit of %d bytes" % limit)
+                if model_scanner:
+                    status = scanner.feed(chunk)
+                    if status != _FOUND:
+                        raise scan_error(scanner, status)
+                elif scanner is not None:
+                    scanner.feed(chunk)
+                capture.add(chunk)
+            up.send_body(parts)
 
     async def _relay(self, up: UpstreamConnection, head: ResponseHead) -> None:
         settings = self.gw.settings

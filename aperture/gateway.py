@@ -190,7 +190,14 @@ class Gateway:
 
     def on_connection(self, conn) -> None:
         if self.metrics.connections is None:
-            self.metrics.connections = conn.state.connections  # counted when scraped
+            state = conn.state
+            self.metrics.connections = state.connections  # counted when scraped
+            # Client and provider connections share the worker's descriptors.
+            pool = self.pool
+            state.other_fds = lambda: pool.open
+            budget = state.fd_budget
+            if budget is not None:
+                pool.fd_room = lambda: len(state.connections) + pool.open < budget
 
     async def identify(self, req):
         """The caller's identity: resolved once per connection (per request for

@@ -467,8 +467,11 @@ _last: tuple[Any, PriceBook] | None = None
 
 
 def book_for(config: Config) -> PriceBook:
-    """The PriceBook of `config`, made once per configuration object."""
+    """The PriceBook of `config`, made once per configuration object. The
+    price tables are read here, when a configuration is loaded, not at the
+    first priced request (when no file descriptor may be left to read them)."""
     global _last
+    _tables()
     last = _last
     if last is not None and last[0] is config:
         return last[1]

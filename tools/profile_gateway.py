@@ -102,6 +102,9 @@ def main() -> None:
     parser.add_argument("--stacks", type=int, default=0, help="print the N most sampled stacks of each step")
     parser.add_argument("--lines", type=int, default=0,
                         help="print the N most sampled lines of aperture's code (innermost frame)")
+    parser.add_argument("--functions", type=int, default=0,
+                        help="print the N functions of aperture with the most samples in or under "
+                             "them (inclusive), with their own (self) share")
     args = parser.parse_args()
     pyspy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(pyspy).exists():
@@ -146,6 +149,8 @@ def main() -> None:
         samples: collections.Counter[str] = collections.Counter()
         stacks: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
         lines: collections.Counter[str] = collections.Counter()
+        inclusive: collections.Counter[str] = collections.Counter()
+        own: collections.Counter[str] = collections.Counter()
         for line in raw.read_text().splitlines():
             stack, _, count = line.rpartition(" ")
             if not stack:
@@ -157,7 +162,10 @@ def main() -> None:
             for frame in reversed(frames):
                 if "aperture/" in frame:
                     lines[frame] += int(count)
+                    own[function_of(frame)] += int(count)
                     break
+            for name in {function_of(f) for f in frames if "aperture/" in f}:
+                inclusive[name] += int(count)
         total = sum(samples.values())
         print("\n%d requests/s at %d connections, capture %s; worker CPU %.1f us per request "
               "(%d samples)\n" % (result["rps"], args.connections, "on" if args.capture else "off",
@@ -167,6 +175,11 @@ def main() -> None:
             print("%-48s %6.1f%% %8.1f" % (step, 100 * n / total, per_request * n / total))
         for frame, n in lines.most_common(args.lines):
             print("  %5.1f%% %7.1f us  %s" % (100 * n / total, per_request * n / total, frame))
+        if args.functions:
+            print("\n  %-7s %9s %9s  %s" % ("incl", "us/req", "self", "function"))
+        for name, n in inclusive.most_common(args.functions):
+            print("  %5.1f%% %7.1f us %6.1f us  %s" % (100 * n / total, per_request * n / total,
+                                                      per_request * own[name] / total, name))
         for step, n in samples.most_common():
             for stack, k in stacks[step].most_common(args.stacks):
                 print("  %-46s %5.1f%%  %s" % (step[:46], 100 * k / total, stack))
@@ -174,6 +187,12 @@ def main() -> None:
         for proc in reversed(procs):
             bg.stop(proc)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def function_of(frame: str) -> str:
+    """`Class.method (aperture/x.py:12)` -> `Class.method (aperture/x.py)`."""
+    name, _, where = frame.partition(" (")
+    return "%s (%s)" % (name, where.rsplit(":", 1)[0].split("aperture/", 1)[-1])
 
 
 if __name__ == "__main__":

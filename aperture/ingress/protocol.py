@@ -219,12 +219,16 @@ def check_transfer_coding(value: bytes) -> None:
                        status=501)
 
 
+def _none() -> int:
+    return 0
+
+
 class ServerState:
     """What every connection of one worker shares."""
 
     __slots__ = ("handler", "connections", "max_head_bytes", "keepalive_timeout", "header_timeout",
                  "body_timeout", "max_connections", "refused", "_refused_logged", "draining",
-                 "on_connection")
+                 "on_connection", "fd_budget", "other_fds")
 
     def __init__(self, handler: Handler, *, max_head_bytes: int = 64 * 1024,
                  keepalive_timeout: float = 75.0, header_timeout: float = 30.0,
@@ -241,9 +245,16 @@ class ServerState:
         self._refused_logged = -60.0
         self.draining = False
         self.on_connection = on_connection
+        #: descriptors for client and provider connections together (None:
+        #: no limit), and how many the application holds (its provider
+        #: connections)
+        self.fd_budget: int | None = None
+        self.other_fds: Callable[[], int] = _none
 
     def over_limit(self, now: float) -> bool:
-        if len(self.connections) < self.max_connections:
+        n = len(self.connections)
+        if n < self.max_connections and (self.fd_budget is None
+                                         or n + self.other_fds() < self.fd_budget):
             return False
         self.refused += 1
         if now - self._refused_logged >= 60.0:

@@ -94,10 +94,13 @@ _RESERVED_FDS = 64
 
 def fit_open_files(max_connections: int | None) -> int:
     """The connection limit: `max_connections`, or when it is None, what the
-    open-files limit allows (a warning says so when an explicit limit is
-    more than it allows). The soft limit is raised to the hard one first;
-    each client connection may hold one connection to a provider too, so it
-    needs two descriptors."""
+    open-files limit allows. The soft limit is raised to the hard one first.
+    By default each client connection is given two descriptors, as each may
+    hold a connection to a provider too. An explicit limit may go past that,
+    up to one descriptor per connection (idle keep-alive connections hold
+    one): a warning then says how many exchanges can reach a provider at
+    once; past them a request is answered 503. Past one per connection the
+    limit is lowered, with a warning."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:
         try:
@@ -105,16 +108,31 @@ def fit_open_files(max_connections: int | None) -> int:
             soft = hard
         except (ValueError, OSError):
             pass
-    room = DEFAULT_MAX_CONNECTIONS if soft == resource.RLIM_INFINITY else max(
-        1, (soft - _RESERVED_FDS) // 2)
+    if soft == resource.RLIM_INFINITY:
+        return DEFAULT_MAX_CONNECTIONS if max_connections is None else max_connections
+    room = max(1, (soft - _RESERVED_FDS) // 2)
     if max_connections is None:
         return room
-    if room < max_connections:
+    most = max(1, soft - _RESERVED_FDS)
+    if most < max_connections:
         log.warning("the open-files limit (ulimit -n %d) allows %d client connections per worker, "
                     "fewer than --max-connections %d: past %d new connections are answered 503",
-                    soft, room, max_connections, room)
-        return room
+                    soft, most, max_connections, most)
+        return most
+    if room < max_connections:
+        log.warning("--max-connections %d with the open-files limit (ulimit -n %d): when more "
+                    "than %d exchanges reach providers at once, the rest are answered 503",
+                    max_connections, soft, soft - _RESERVED_FDS - max_connections)
     return max_connections
+
+
+def descriptor_budget() -> int | None:
+    """Descriptors this worker may hold in client and provider connections
+    together (None: unlimited). The reserve keeps room for the rest, and for
+    accepting a connection only to answer it 503: a worker that ran out would
+    have its pending connections reset at accept."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return None if soft == resource.RLIM_INFINITY else max(2, soft - _RESERVED_FDS)
 
 
 async def _serve_worker(app_factory: AppFactory, listener, *, drain_timeout: float,
@@ -128,6 +146,7 @@ async def _serve_worker(app_factory: AppFactory, listener, *, drain_timeout: flo
                         keepalive_timeout=keepalive_timeout, header_timeout=header_timeout,
                         body_timeout=body_timeout, max_connections=max_connections,
                         on_connection=app.on_connection)
+    state.fd_budget = descriptor_budget()
 
     async def open_server(sock: socket.socket):
         # create_server listens again: with its default backlog of 100, a busy

@@ -40,7 +40,7 @@ from collections import deque
 from aperture.errors import BadGateway
 from aperture.flow import ConnectionLost, ReadBuffer, ReadTimeout, WriteFlow
 from aperture.upstream.events import END
-from aperture.upstream.http1 import LAST_CHUNK, UpstreamClosed, encode_chunk, encode_request
+from aperture.upstream.http1 import CRLF, LAST_CHUNK, UpstreamClosed, chunk_head, encode_request
 from aperture.upstream.reader import ResponseReader
 
 __all__ = ["UpstreamClosed", "UpstreamConnection", "UpstreamTimeout"]
@@ -53,7 +53,7 @@ class UpstreamTimeout(Exception):
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = ("origin", "reader", "transport", "write_flow", "buffer", "closed", "idle",
                  "idle_since", "reused", "bytes_received", "_events", "_chunked", "_sent",
-                 "_loop", "_sink", "_done", "_last_read", "_held_back", "_idle_timer")
+                 "_loop", "_sink", "_done", "_last_read", "_held_back", "_idle_timer", "on_lost")
 
     def __init__(self, origin: tuple[str, str, int], loop: asyncio.AbstractEventLoop,
                  reader=ResponseReader) -> None:
@@ -76,6 +76,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._last_read = 0.0
         self._held_back = False  # relay(): reading paused for the client
         self._idle_timer: asyncio.TimerHandle | None = None
+        self.on_lost = None  # the pool's count of open connections
 
     # -- asyncio.Protocol ---------------------------------------------------
 
@@ -107,6 +108,9 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc) -> None:
         self.closed = True
+        if self.on_lost is not None:
+            self.on_lost(self)
+            self.on_lost = None
         if self._sink is not None:
             self._relay_eof()
         else:
@@ -143,11 +147,17 @@ class UpstreamConnection(asyncio.Protocol):
         self._sent = end
         self.transport.write(data)  # type: ignore[union-attr]
 
-    def send_body(self, data: bytes) -> None:
+    def send_body(self, parts: list[bytes]) -> None:
+        """Body bytes, in one write of the pieces as they are (one chunk for
+        a chunked body)."""
         if self.closed:
             raise UpstreamClosed("upstream connection closed while sending the request")
-        if data:
-            self.transport.write(encode_chunk(data) if self._chunked else data)  # type: ignore[union-attr]
+        if self._chunked:
+            size = sum(map(len, parts))
+            if not size:
+                return
+            parts = [chunk_head(size), *parts, CRLF]
+        self.transport.writelines(parts)  # type: ignore[union-attr]
 
     def send_end(self) -> None:
         if self.closed:

@@ -3,7 +3,7 @@ rules every response reader holds an upstream to.
 
 Theory of operation
 -------------------
-Requests are written as bytes by `encode_request` (and `encode_chunk` for the
+Requests are written as bytes by `encode_request` (and `chunk_head` for the
 rest of a chunked body), whatever reads the responses. Responses are read by
 a sans-I/O reader (`start(method)`, then `feed(data)` / `feed_eof()`, each
 returning aperture's events, events.py): `LlhttpReader` (llhttp through
@@ -229,6 +229,10 @@ def encode_request(method: bytes, target: bytes, headers: list[tuple[bytes, byte
     return b"".join(parts)
 
 
-def encode_chunk(data: bytes) -> bytes:
-    """One chunk of a chunked body (`data` not empty)."""
-    return b"%x\r\n%s\r\n" % (len(data), data)
+CRLF = b"\r\n"
+
+
+def chunk_head(size: int) -> bytes:
+    """The size line of a chunk of `size` bytes (not 0); CRLF ends its data."""
+    return b"%x\r\n" % size
+

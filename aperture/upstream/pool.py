@@ -13,12 +13,18 @@ closes itself (connection.py), so `acquire` passes over it.
 from __future__ import annotations
 
 import asyncio
+import errno
 import ssl
 from collections import deque
 
-from aperture.errors import BadGateway, GatewayTimeout
+from aperture.errors import BadGateway, GatewayError, GatewayTimeout
 from aperture.upstream.connection import UpstreamConnection
 from aperture.upstream.reader import ResponseReader
+
+
+def _no_descriptor(host: str, port: int) -> GatewayError:
+    return GatewayError("no file descriptor left for a connection to upstream %s:%d "
+                        "(the open-files limit, ulimit -n)" % (host, port), status=503)
 
 
 class Pool:
@@ -31,6 +37,11 @@ class Pool:
         self._idle: dict[tuple[str, str, int], deque[UpstreamConnection]] = {}
         self._ssl: ssl.SSLContext | None = None
         self._closed = False
+        #: connections open (idle or in use): each holds a file descriptor
+        self.open = 0
+        #: whether a descriptor may be taken for one more (set by the gateway
+        #: from the worker's budget; None: always)
+        self.fd_room = None
 
     def _ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
@@ -54,9 +65,13 @@ class Pool:
     async def _connect(self, origin: tuple[str, str, int]) -> UpstreamConnection:
         scheme, host, port = origin
         loop = asyncio.get_running_loop()
+        if self.fd_room is not None and not self.fd_room():
+            raise _no_descriptor(host, port)
         kwargs = {}
         if scheme == "https":
             kwargs = {"ssl": self._ssl_context(), "server_hostname": host}
+        self.open += 1  # counted from the start: connects run side by side
+        made = False
         try:
             _, conn = await asyncio.wait_for(loop.create_connection(
                 lambda: UpstreamConnection(origin, loop, self.reader), host, port, **kwargs),
@@ -66,9 +81,20 @@ class Pool:
         except ssl.SSLError as exc:
             raise BadGateway("TLS handshake with upstream %s:%d failed: %s" % (host, port, exc.reason)) from None
         except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE):
+                raise _no_descriptor(host, port) from None
             reason = exc.strerror or exc.__class__.__name__
             raise BadGateway("cannot connect to upstream %s:%d: %s" % (host, port, reason)) from None
+        else:
+            made = True
+        finally:
+            if not made:
+                self.open -= 1
+        conn.on_lost = self._lost
         return conn
+
+    def _lost(self, conn: UpstreamConnection) -> None:
+        self.open -= 1
 
     def release(self, conn: UpstreamConnection) -> None:
         if self._closed or not conn.reusable:

@@ -47,6 +47,7 @@ class Script:
         self.cancelled = threading.Event()
         self.requests: list[tuple[str, dict, bytes]] = []
         self.mode = "stream"
+        self.sent = 0  # bytes of the endless body the upstream's socket took
 
     async def handle(self, req, resp):
         body = b""
@@ -67,10 +68,12 @@ class Script:
                 resp.end()
             elif self.mode == "endless":
                 resp.start(200, [(b"content-type", b"text/event-stream")], None)
+                piece = SSE_EVENTS[3] * 20
                 while True:
-                    resp.write(SSE_EVENTS[3] * 20)
+                    resp.write(piece)
                     await resp.drain()
-                    await asyncio.sleep(0.01)
+                    self.sent += len(piece)
+                    await asyncio.sleep(0)  # let the loop's other work run
             elif self.mode == "cut":
                 resp.start(200, [(b"content-type", b"text/event-stream")], None)
                 resp.write(b"".join(SSE_EVENTS[:4]))
@@ -107,7 +110,9 @@ def scripted(loop_thread, gateway_factory):
                                    "compatibility": {"anthropic_messages": True}}},
               "grants": [{"src": ["*"], "app": {"tailscale.com/cap/aperture": [{"role": "user"},
                                                                               {"models": "**"}]}}]}
-    gw = gateway_factory(config, "--idle-timeout", "2")
+    # Bodies captured up to 256 KiB, so that what the gateway holds for a
+    # stream is its buffers, not its capture.
+    gw = gateway_factory(config, "--idle-timeout", "2", "--capture-body-size", "256KiB")
     yield script, gw, loop_thread
     loop_thread.loop.call_soon_threadsafe(script.release.set)
     loop_thread.loop.call_soon_threadsafe(server.close)
@@ -179,20 +184,37 @@ def test_client_disconnect_cancels_upstream(scripted):
 
 def test_slow_client_applies_backpressure(scripted):
     """A client that stops reading makes the gateway stop reading the upstream:
-    memory stays bounded instead of buffering the whole stream."""
+    the upstream, which writes as fast as its socket takes bytes, comes to a
+    stop, and the bytes it sent that the client has not read sit in socket
+    buffers, not in the gateway's memory."""
     script, gw, _ = scripted
     script.mode = "endless"
     import psutil
 
     proc = psutil.Process(gw.proc.pid)
+    rss0 = proc.memory_info().rss
     with socket.create_connection(("127.0.0.1", gw.port), 10) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         s.sendall(post(b"/v1/messages", BODY))
-        time.sleep(1.0)
-        rss1 = proc.memory_info().rss
-        time.sleep(2.0)  # the upstream would send ~10 MB in this time if nothing pushed back
-        rss2 = proc.memory_info().rss
-    assert rss2 - rss1 < 4 * 1024 * 1024
+        # Wait until the upstream has been stopped: nothing sent for 0.5 s.
+        last, still_since, deadline = -1, time.monotonic(), time.monotonic() + 30
+        while time.monotonic() < deadline:
+            sent = script.sent
+            if sent != last:
+                last, still_since = sent, time.monotonic()
+            elif time.monotonic() - still_since >= 0.5:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the upstream was never stopped: %d bytes sent" % script.sent)
+        unread = script.sent  # the client has read nothing
+        grown = proc.memory_info().rss - rss0
+    # Kernel buffers on the way (the client's 4 KiB, the gateway's send and
+    # receive buffers, the upstream's send buffer) hold at most a few MB on
+    # loopback; the gateway itself holds its 64 KiB write buffer, a read of
+    # the upstream and the 256 KiB captured.
+    assert 0 < unread < 48 * 1024 * 1024
+    assert grown < 2 * 1024 * 1024, (grown, unread)
 
 
 def test_upstream_cut_mid_stream_closes_client_without_terminator(scripted):

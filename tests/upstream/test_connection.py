@@ -124,7 +124,7 @@ async def test_request_bytes_and_response_events(pool_of):
         conn = await pool.acquire(*up.origin())
         conn.send_request(b"POST", b"/v1/messages", [(b"host", b"up"), (b"x-api-key", b"k")], None,
                           b'{"a":', False)
-        conn.send_body(b"1}")
+        conn.send_body([b"1}"])
         conn.send_end()
         head = await conn.next_event(5)
         assert head == ResponseHead(200, b"OK", [(b"transfer-encoding", b"chunked")])

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aperture.errors import BadGateway
-from aperture.upstream.http1 import LAST_CHUNK, encode_chunk, encode_request
+from aperture.upstream.http1 import CRLF, LAST_CHUNK, chunk_head, encode_request
 
 HEADERS = [(b"host", b"api.example.com"), (b"x-api-key", b"sk-1"), (b"accept-encoding", b"identity")]
 
@@ -34,7 +34,8 @@ def test_chunked_request():
         head + b"1a\r\n" + b"x" * 26 + b"\r\n")
     assert encode_request(b"POST", b"/", HEADERS[:1], None, b"", True) == head + b"0\r\n\r\n"
     assert encode_request(b"POST", b"/", HEADERS[:1], None, b"ab", True) == head + b"2\r\nab\r\n0\r\n\r\n"
-    assert encode_chunk(b"hello") == b"5\r\nhello\r\n" and LAST_CHUNK == b"0\r\n\r\n"
+    assert chunk_head(26) + b"x" * 26 + CRLF == b"1a\r\n" + b"x" * 26 + b"\r\n"
+    assert LAST_CHUNK == b"0\r\n\r\n"
 
 
 @pytest.mark.parametrize("target", [b"/a b", b"/a\r\nx: y", b"", b"/\x00", b"/\x7f"])
@@ -97,7 +98,7 @@ def test_independent_parsers_read_back_what_was_written(method, target, fields, 
     if chunked:
         data = encode_request(method, target, fields, None, first, not rest)
         if rest:
-            data += b"".join(encode_chunk(c) for c in rest if c) + LAST_CHUNK
+            data += b"".join(chunk_head(len(c)) + c + CRLF for c in rest if c) + LAST_CHUNK
     else:
         data = encode_request(method, target, fields, len(body), first, not rest) + b"".join(rest)
     framing = (b"transfer-encoding", b"chunked") if chunked else (b"content-length", b"%d" % len(body))
