@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
+import shutil
 import sys
 import tempfile
 import time
@@ -110,7 +110,8 @@ def healthy(setup: Setup, node, gateway=None, port: int | None = None) -> bool:
 
 
 @pytest.fixture(scope="module")
-def tailnet():
+def tailnet(request):
+    failed_before = request.session.testsfailed
     binaries = ensure_binaries()
     workdir = Path(tempfile.mkdtemp(prefix="tn-", dir="/tmp"))  # unix socket paths stay short
     network, where = open_network(workdir)
@@ -173,6 +174,11 @@ def tailnet():
         yield setup
     finally:
         net.close()
+        # The logs of every process stay for a failed run, and the run says where.
+        if request.session.testsfailed == failed_before and not net.leftovers():
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            print("tailnet logs kept in %s" % workdir)
 
 
 # --- identity through each node --------------------------------------------------------
