@@ -9,6 +9,7 @@ userspace networking end to end.
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -61,11 +62,13 @@ def short_dir():
 
 
 class Served:
+    """`aperture serve --listen tailnet:PORT` against the stand-in at `fake_socket`."""
+
     def __init__(self, short_dir: Path, fake_socket: str, port: int, *extra: str) -> None:
         self.port = port
         self.log_path = short_dir / "aperture.log"
         config = short_dir / "aperture.json"
-        config.write_text(__import__("json").dumps(provider_config("http://127.0.0.1:9")))
+        config.write_text(json.dumps(provider_config("http://127.0.0.1:9")))
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "aperture", "serve", "--listen", "tailnet:%d" % port,
