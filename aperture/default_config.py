@@ -41,8 +41,8 @@ _TEMPLATE = """\
       // endpoints that serve its models.
       "compatibility": {"anthropic_messages": true},  // POST /v1/messages
       // The model names this provider serves. A request's model must match
-      // one of them exactly.
-      "models": ["claude-sonnet-4-6", "claude-haiku-4-5", "claude-opus-4-7"],
+      // one of them exactly. claude-opus-5-5 is Claude Code's default.
+      "models": ["claude-opus-5-5", "claude-sonnet-4-6", "claude-haiku-4-5", "claude-opus-4-7"],
       // Which price table estimates this provider's costs (aperture knows it
       // from a real provider's baseurl; the simulator's needs saying). A
       // "prices" object can set or replace the price of any model.
@@ -59,7 +59,8 @@ _TEMPLATE = """\
         "openai_chat": true,       // POST /v1/chat/completions
         "openai_responses": true,  // POST /v1/responses
       },
-      "models": ["gpt-5.4", "gpt-5.4-mini", "gpt-5.3-codex"],
+      // gpt-6.2-sol is Codex's default.
+      "models": ["gpt-6.2-sol", "gpt-5.4", "gpt-5.4-mini", "gpt-5.3-codex"],
       "cost_basis": "openai",
     },
     "gemini": {
@@ -69,7 +70,10 @@ _TEMPLATE = """\
       "authorization": "x-goog-api-key",
       // POST /v1beta/models/<model>:generateContent, :streamGenerateContent, ...
       "compatibility": {"gemini_generate_content": true},
-      "models": ["gemini-2.5-pro", "gemini-2.5-flash"],
+      // Gemini CLI's models: it asks gemini-3.5-flash-lite how hard a prompt
+      // is, then sends it to gemini-3.8-flash or gemini-3.1-pro-preview.
+      "models": ["gemini-3.1-pro-preview", "gemini-3.8-flash", "gemini-3.5-flash-lite",
+                 "gemini-2.5-pro", "gemini-2.5-flash"],
       "cost_basis": "google",
     },
     "vertex": {
@@ -89,7 +93,7 @@ _TEMPLATE = """\
         "google_generate_content": true,  // .../publishers/google/models/<model>:generateContent
         "google_raw_predict": true,       // .../publishers/anthropic/models/<model>:rawPredict
       },
-      "models": ["gemini-2.5-pro", "claude-sonnet-4-6", "claude-haiku-4-5"],
+      "models": ["gemini-2.5-pro", "claude-opus-5-5", "claude-sonnet-4-6", "claude-haiku-4-5"],
       "cost_basis": "vertex",
     },
     "bedrock": {
@@ -100,8 +104,12 @@ _TEMPLATE = """\
       // Under the /bedrock prefix: POST /bedrock/model/<model id>/invoke,
       // /invoke-with-response-stream, /converse, /converse-stream.
       "compatibility": {"bedrock_model_invoke": true, "bedrock_converse": true},
-      // Bedrock model ids, as Bedrock names them.
+      // Bedrock model ids, as Bedrock names them. A request may also name
+      // one without its region prefix ("us."), vendor prefix ("anthropic.")
+      // or version suffix ("-v1:0"), or with another region prefix; its path
+      // goes upstream as it was sent.
       "models": [
+        "us.anthropic.claude-opus-5-5",
         "us.anthropic.claude-sonnet-4-6",
         "us.anthropic.claude-haiku-4-5",
         "amazon.nova-pro-v1:0",

@@ -32,7 +32,10 @@ last byte is written, so a capture can never miss an exchange whose client got
 a complete answer.
 
 Failure rules: errors before the response head is sent are answered in the
-caller's API format (`GatewayError.status`). After that the only honest signal
+caller's API format (`GatewayError.status`). So are upstream failures after
+the provider's head but before any byte of it reached the client (the client
+head waits for the first body bytes): a reset or a malformed body there is a
+502, silence past the idle timeout a 504. After that the only honest signal
 is to close the connection without finishing the response. A client that goes
 away cancels this task: the upstream connection is then dropped, never reused.
 A provider error reported inside a stream (an error event, an event-stream
@@ -54,7 +57,7 @@ from aperture.capture.sessions import session_from_tail
 from aperture.capture.record import (CLIENT_DISCONNECTED, COMPLETE, INCOMPLETE, REFUSED,
                                      UPSTREAM_ERROR, Record, ToolCall, Usage)
 from aperture.errors import (BadGateway, Forbidden, GatewayError, GatewayTimeout, MalformedBody,
-                             MissingModel, PayloadTooLarge)
+                             MethodNotAllowed, MissingModel, NotFound, PayloadTooLarge)
 from aperture.flow import ConnectionLost
 from aperture.formats.base import BODY_JSON, BODY_MODEL, ApiFormat, Route
 from aperture.headers import client_response_headers, upstream_request_headers
@@ -179,7 +182,8 @@ class Capture:
 class Exchange:
     __slots__ = ("gw", "req", "resp", "fmt", "route", "api", "id", "t0", "wall", "identity",
                  "model", "provider", "upstream", "state", "error", "usage", "tools", "stream",
-                 "req_body", "resp_body", "resp_headers", "submitted", "meter", "response_id")
+                 "req_body", "resp_body", "resp_headers", "submitted", "meter", "response_id",
+                 "unrouted")
 
     def __init__(self, gateway, req, resp, fmt: ApiFormat) -> None:
         self.gw = gateway
@@ -206,6 +210,8 @@ class Exchange:
         self.submitted = False
         self.meter = None
         self.response_id = ""
+        #: a path or method aperture does not serve (logged and counted, see `_fail`)
+        self.unrouted = False
 
     # -- the journey ----------------------------------------------------------
 
@@ -227,11 +233,39 @@ class Exchange:
             if not self.submitted:
                 self._submit()
 
+    async def refuse(self, error: GatewayError, *, unrouted: bool = True) -> None:
+        """Answer and capture a request that is not served: one on a path no
+        format owns (`error`, a 404 in the format the path suggests), or,
+        with `unrouted` False, one whose head broke the HTTP rules on a path
+        this exchange's format owns (`error`, its 4xx/5xx)."""
+        self.unrouted = unrouted
+        self.api = ""
+        if not unrouted:
+            try:
+                self.api = self.fmt.match(self.req.method, self.req.path, self.req.query).flags[0]
+            except GatewayError:
+                pass  # no action of the format: the record names none
+        try:
+            self.identity = self.req.conn.identity or await self.gw.identify(self.req)
+        except GatewayError as exc:  # not even a known caller: that answer instead
+            error = exc
+            self.unrouted = False
+        try:
+            self._fail(error)
+        finally:
+            if not self.submitted:
+                self._submit()
+
     async def _run(self) -> None:
         gw, req = self.gw, self.req
         settings = gw.settings
         self.identity = req.conn.identity or await gw.identify(req)
-        route = self.route = self.fmt.match(req.method, req.path, req.query)
+        try:
+            route = self.route = self.fmt.match(req.method, req.path, req.query)
+        except (NotFound, MethodNotAllowed):
+            self.unrouted = True  # no API action: the record names none
+            self.api = ""
+            raise
         self.api = route.flags[0]
         if req.content_length is not None and req.content_length > settings.max_body_bytes:
             raise PayloadTooLarge("request body of %d bytes exceeds the limit of %d bytes"
@@ -252,21 +286,22 @@ class Exchange:
         self.model = model or ""
         snapshot = gw.current()
         if model is not None:
-            provider, upstream_model = snapshot.router.route(route.flags, model)
+            provider, upstream_model, listed = snapshot.router.resolve(route.flags, model)
             self.provider = provider.id
             if snapshot.policy is not None:
-                denial = snapshot.policy.check(self.identity, provider.id, upstream_model)
+                denial = snapshot.policy.check(self.identity, provider.id, listed)
                 if denial is not None:
                     raise Forbidden(denial)
         else:  # grants checked on the stored response's model, or its provider's
             provider, upstream_model = gw.responses.route(route, self.identity, snapshot)
+            listed = upstream_model
             self.provider = provider.id
         body = b"".join(held)
         if route.body == BODY_MODEL and upstream_model != model:
             # `provider/model` -> `model`: splice the new value into the held bytes.
             body = (body[:scanner.model_start] + orjson.dumps(upstream_model)
                     + body[scanner.model_end:])
-        self.model = upstream_model
+        self.model = listed  # the provider's name for it (a Bedrock id may come in another form)
 
         # The request to the provider: its path, its credential, the client's headers.
         target = provider.base_path + self.fmt.upstream_path(route, req.path, provider, upstream_model)
@@ -456,7 +491,7 @@ class Exchange:
         try:
             await up.relay(relay, idle)
         except UpstreamTimeout:
-            self._cut("upstream %s sent nothing for %gs" % (self.provider, idle))
+            self._cut("upstream %s sent nothing for %gs" % (self.provider, idle), GatewayTimeout)
             return
         except BadGateway as exc:  # the body ended early, or broke
             self._cut(exc.message)
@@ -500,9 +535,16 @@ class Exchange:
                 self.error = self.error or "stream ended without its final event"
         self._submit(sending=True)
 
-    def _cut(self, message: str) -> None:
+    def _cut(self, message: str, error: type[GatewayError] = BadGateway) -> None:
         """The upstream failed after the response started: keep what was
-        counted, mark it incomplete, close the client connection."""
+        counted, mark it incomplete, close the client connection. While no
+        byte of the response has reached the client, it gets an answer
+        instead (`error`: 502, or 504 for a timeout)."""
+        if self.resp.retract():
+            self.meter = None
+            self.stream = False
+            self._fail(error(message))
+            return
         self._read_usage()
         self.state = INCOMPLETE
         self.error = message
@@ -512,6 +554,8 @@ class Exchange:
 
     def _fail(self, exc: GatewayError) -> None:
         self.error = exc.message
+        if self.unrouted:
+            self._log_unrouted(exc.status)
         self._drop_upstream()
         self.state = UPSTREAM_ERROR if exc.status in (502, 503, 504) and self.provider else REFUSED
         if self.resp.started:
@@ -524,6 +568,21 @@ class Exchange:
         self.resp.keep_alive = self.resp.keep_alive and self.req.body.at_eof
         self._submit_with_response(exc.status, headers, body)
         self.resp.send(exc.status, headers, body)
+
+    def _log_unrouted(self, status: int) -> None:
+        """A request aperture has no route for: one log line (who, method,
+        path, status; a `key=` query value removed) and the counter in
+        /metrics, so that an operator sees what each client calls."""
+        req = self.req
+        ident = self.identity
+        path = req.path + ("?" + scrub_query(req.query) if req.query else "")
+        peer = req.conn.peer
+        log.info("unrouted request: %s %s from %s (%s) answered %d", req.method, path,
+                 ident.principal if ident is not None else "?",
+                 peer[0] if isinstance(peer, tuple) and peer else peer, status)
+        counts = getattr(self.gw.sink, "counts", None)
+        if counts is not None:
+            counts.observe_unrouted(req.method, status)
 
     def _submit_with_response(self, status, headers, body) -> None:
         self.resp_headers = headers

@@ -129,6 +129,7 @@ class Gateway:
         self.routes.add("HEAD", "/healthz", self._health)
         for (method, path), endpoint in _MANAGEMENT.items():
             self.routes.add(method, path, functools.partial(self._management, endpoint=endpoint))
+        self.routes.add("GET", "/bedrock/inference-profiles", self._bedrock_profiles)
         from aperture import ui
 
         self.ui = ui.install(self)
@@ -216,8 +217,7 @@ class Gateway:
     async def handle(self, req, resp) -> None:
         handler = self.routes.find(req.method, req.path)
         if handler is None:
-            self._error(resp, formats.DEFAULT_FORMAT,
-                        NotFound("no route for %s %s" % (req.method, req.path)))
+            await self._unrouted(req, resp)
             return
         refusal = self.ui.guard.check(req, handler)
         if refusal is not None:
@@ -233,6 +233,29 @@ class Gateway:
             await exchange.run()
         finally:
             live.discard(exchange)
+
+    def refuse_bad_request(self, req, resp, error: GatewayError):
+        """The server's hook for a request head that broke the HTTP rules
+        after its path was read (aperture.ingress.protocol): on an API path,
+        answered in that path's format and captured as refused (a coroutine
+        to run); elsewhere None, and the server answers in plain text."""
+        handler = self.routes.find(req.method, req.path)
+        if isinstance(handler, functools.partial) and handler.func == self._exchange:
+            fmt = handler.args[0]
+        elif handler is None and req.path.startswith("/v1"):
+            fmt = formats.format_for_path(req.path, req.headers)
+        elif handler is None and formats.format_for_path(req.path) is not formats.DEFAULT_FORMAT:
+            fmt = formats.format_for_path(req.path, req.headers)
+        else:
+            return None
+        return Exchange(self, req, resp, fmt).refuse(error, unrouted=False)
+
+    async def _unrouted(self, req, resp) -> None:
+        """A path no route serves (nor any method of it): 404 in the format
+        the path suggests, logged, counted and captured as refused."""
+        fmt = formats.format_for_path(req.path, req.headers)
+        exchange = Exchange(self, req, resp, fmt)
+        await exchange.refuse(NotFound("no route for %s %s" % (req.method, req.path)))
 
     async def _health(self, req, resp) -> None:
         resp.send(200, _TEXT, b"ok\n")
@@ -257,6 +280,19 @@ class Gateway:
                     None, mgmt.put_config, identity, self.store, data)
         except GatewayError as exc:
             self._error(resp, formats.DEFAULT_FORMAT, exc)
+            return
+        resp.send(status, _JSON, orjson.dumps(body))
+
+    async def _bedrock_profiles(self, req, resp) -> None:
+        """Bedrock's ListInferenceProfiles, for Claude Code in Bedrock mode
+        (aperture.mgmt.bedrock_inference_profiles); errors in Bedrock's shape."""
+        try:
+            identity = await self.identify(req)
+            snapshot = self.current()
+            status, body = mgmt.bedrock_inference_profiles(identity, snapshot.config,
+                                                           snapshot.policy, req.query)
+        except GatewayError as exc:
+            self._error(resp, formats.BY_NAME["bedrock"], exc)
             return
         resp.send(status, _JSON, orjson.dumps(body))
 

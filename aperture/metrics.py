@@ -20,7 +20,8 @@ are read when scraped too.
 Gauges are read when scraped: exchanges in flight and those streaming (the
 gateway's set of live exchanges), open client connections (the server's
 connection set), upstream connections (in use by live exchanges; idle in
-the pool), the capture writer's queue and counters.
+the pool), the capture writer's queue and counters, and the event loops'
+tasks (a leak shows as a count that does not come back down).
 
 Summing over workers. `aperture serve --workers N` forks N processes that
 share the port; a scrape reaches one of them. Each worker listens on a Unix
@@ -58,6 +59,8 @@ DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 TOKEN_KINDS = ("input", "output", "cache_read", "cache_write", "reasoning")
 SCRAPE_TIMEOUT = 1.0
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE",
+                      "CONNECT"})
 
 
 def status_class(status: int) -> str:
@@ -75,6 +78,15 @@ class WorkerMetrics:
         # provider -> [bucket counts..., +Inf count, sum]
         self.ttfb: dict[str, list[float]] = {}
         self.duration: dict[str, list[float]] = {}
+        # (method, status) -> requests on paths and methods aperture does not serve
+        self.unrouted: dict[tuple, int] = {}
+
+    def observe_unrouted(self, method: str, status: int) -> None:
+        """A request no route serves. Its path is not a label (clients may send
+        any path; labels must stay a bounded set); the method is one of the few
+        the HTTP parser accepts."""
+        key = (method if method in _METHODS else "OTHER", str(status))
+        self.unrouted[key] = self.unrouted.get(key, 0) + 1
 
     def observe(self, rec: Record, model: str) -> None:
         key = (rec.provider, model, rec.api, status_class(rec.status), rec.state)
@@ -102,7 +114,8 @@ class WorkerMetrics:
     def snapshot(self) -> dict:
         return {"requests": [list(k) + [v] for k, v in self.requests.items()],
                 "models": [list(k) + v for k, v in self.models.items()],
-                "ttfb": self.ttfb, "duration": self.duration}
+                "ttfb": self.ttfb, "duration": self.duration,
+                "unrouted": [list(k) + [v] for k, v in self.unrouted.items()]}
 
 
 def _observe(hists: dict, provider: str, buckets: tuple, value: float) -> None:
@@ -177,6 +190,10 @@ def worker_snapshot(gateway) -> dict:
         "client_connections": len(m.connections) if m.connections is not None else 0,
         "upstream_active": upstream_active, "upstream_idle": idle,
         "capture_queue": len(queue),
+        # every task of the event loop: exchanges, connections' timers and
+        # background work; back at its resting value once traffic stops,
+        # unless something leaks a task
+        "tasks": len(asyncio.all_tasks()),
     }
     lookups = getattr(gateway.identity_source, "lookup_results", None)
     if isinstance(lookups, dict):
@@ -189,8 +206,11 @@ def worker_snapshot(gateway) -> dict:
 
 def merge(snaps: list[dict]) -> dict:
     total: dict = {"requests": {}, "models": {}, "ttfb": {}, "duration": {}, "gauges": {},
-                   "capture": {}, "identity": {}, "workers": len(snaps)}
+                   "capture": {}, "identity": {}, "unrouted": {}, "workers": len(snaps)}
     for s in snaps:
+        for row in s.get("unrouted", ()):
+            k = tuple(row[:2])
+            total["unrouted"][k] = total["unrouted"].get(k, 0) + row[2]
         for row in s.get("requests", ()):
             k = tuple(row[:5])
             total["requests"][k] = total["requests"].get(k, 0) + row[5]
@@ -262,6 +282,12 @@ def render(total: dict, journal: int) -> bytes:
             cost.add_metric([provider, model], v[6] / 1e9)
             unpriced.add_metric([provider, model], v[7])
         yield from (tokens, calls, cost, unpriced)
+        unrouted = CounterMetricFamily("aperture_unrouted_requests", "Requests on a path or "
+                                       "with a method aperture does not serve (answered 4xx, "
+                                       "captured as refused).", labels=["method", "status"])
+        for k, v in sorted(total["unrouted"].items()):
+            unrouted.add_metric(list(k), v)
+        yield unrouted
         for name, buckets, doc in (
                 ("ttfb", TTFB_BUCKETS, ("aperture_time_to_first_byte_seconds",
                                         "Time from the request to the first response byte "
@@ -286,7 +312,9 @@ def render(total: dict, journal: int) -> bytes:
                 ("aperture_client_connections", "client_connections",
                  "Open client connections."),
                 ("aperture_capture_queue_records", "capture_queue",
-                 "Records waiting in memory for a writer thread.")):
+                 "Records waiting in memory for a writer thread."),
+                ("aperture_event_loop_tasks", "tasks",
+                 "asyncio tasks alive in the workers' event loops (this scrape's own included).")):
             yield GaugeMetricFamily(name, doc, value=g.get(key, 0))
         up = GaugeMetricFamily("aperture_upstream_connections", "Open connections to "
                                "providers: in use, or idle in the pool.", labels=["state"])

@@ -8,6 +8,7 @@ The HTTP layer routes to these and serializes the body; errors are raised as
     GET /api/whoami    whoami(identity, policy)
     GET /api/config    get_config(identity, store)          admin only
     PUT /api/config    put_config(identity, store, body)    admin only
+    GET /bedrock/inference-profiles  bedrock_inference_profiles(identity, config, policy, query)
 
 What a caller may see (reference aperture.md §2.1, §2.3): `/v1/models` and
 `/api/providers` list only the models the caller's grants allow; a caller with
@@ -35,7 +36,8 @@ if TYPE_CHECKING:
     from aperture.identity import Identity
     from aperture.policy import Policy
 
-__all__ = ["models", "providers", "whoami", "get_config", "put_config"]
+__all__ = ["models", "providers", "whoami", "get_config", "put_config",
+           "bedrock_inference_profiles"]
 
 _FLAGS = tuple(sorted(COMPATIBILITY_FLAGS))
 
@@ -122,3 +124,54 @@ def put_config(identity: Identity, store: ConfigStore, body: bytes) -> tuple[int
     if not isinstance(doc, dict):
         raise BadRequest('body must be a JSON object {"config": "...", "hash": "..."}')
     return 200, store.put(doc, identity)
+
+
+# --- Bedrock's ListInferenceProfiles ------------------------------------------------
+
+_PROFILE_TYPES = ("SYSTEM_DEFINED", "APPLICATION")
+
+
+def _bedrock_region(provider) -> str:
+    """The AWS region of a Bedrock provider's baseurl (bedrock-runtime.REGION.amazonaws.com)."""
+    parts = provider.host.split(".")
+    if len(parts) >= 4 and parts[0].startswith("bedrock") and parts[-2:] == ["amazonaws", "com"]:
+        return parts[1]
+    return "us-east-1"
+
+
+def bedrock_inference_profiles(identity: Identity, config: Config, policy: Policy,
+                               query: str) -> tuple[int, dict]:
+    """`GET /bedrock/inference-profiles` (the Bedrock control plane's
+    ListInferenceProfiles, which Claude Code calls in Bedrock mode): the models
+    of the Bedrock providers that the caller's grants allow, each as a
+    system-defined inference profile, in the shape the AWS SDKs read. All of
+    them in one page (no `nextToken`); `?type=APPLICATION` lists none."""
+    from urllib.parse import parse_qs
+
+    wanted = parse_qs(query).get("type", [None])[0] if query else None
+    if wanted is not None and wanted not in _PROFILE_TYPES:
+        raise BadRequest("1 validation error detected: Value '%s' at 'typeEquals' failed to "
+                         "satisfy constraint: Member must satisfy enum value set: [%s]"
+                         % (wanted, ", ".join(_PROFILE_TYPES)))
+    from aperture.routing import BEDROCK_FLAGS, without_region
+
+    summaries = []
+    seen: set[str] = set()
+    if wanted != "APPLICATION":
+        for provider, model in policy.allowed_models(identity, config.providers):
+            if provider.compatibility.isdisjoint(BEDROCK_FLAGS) or model in seen:
+                continue
+            seen.add(model)
+            region = _bedrock_region(provider)
+            foundation = without_region(model.rpartition("/")[2])
+            summaries.append({
+                "inferenceProfileName": model,
+                "description": "%s through aperture provider %s" % (model, provider.id),
+                "inferenceProfileArn": "arn:aws:bedrock:%s::inference-profile/%s" % (region, model),
+                "models": [{"modelArn": "arn:aws:bedrock:%s::foundation-model/%s"
+                                        % (region, foundation)}],
+                "inferenceProfileId": model,
+                "status": "ACTIVE",
+                "type": "SYSTEM_DEFINED",
+            })
+    return 200, {"inferenceProfileSummaries": summaries}

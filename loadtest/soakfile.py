@@ -23,6 +23,7 @@ from locust import HttpUser, between, events, task
 
 COUNTS_FILE = os.environ.get("APERTURE_SOAK_COUNTS")
 _counts: Counter = Counter()
+_no_answer: Counter = Counter()  # requests that got no answer at all, by the client's error
 _lock = threading.Lock()
 
 CLAUDE, GPT, GEMINI = "claude-sonnet-4-6", "gpt-5.4-mini", "gemini-2.5-flash"
@@ -41,7 +42,7 @@ def expect(state: str) -> None:
 def _write_counts(**_kw) -> None:
     if COUNTS_FILE:
         with open(COUNTS_FILE, "w") as f:
-            json.dump(dict(_counts), f)
+            json.dump({"states": dict(_counts), "no_answer": dict(_no_answer)}, f)
 
 
 class Agent(HttpUser):
@@ -54,10 +55,14 @@ class Agent(HttpUser):
               stream: bool = False, hang_up: bool = False) -> None:
         """POST and read the answer whole (or, with hang_up, only its first
         bytes before closing the connection); count the state expected."""
-        expect(state)
         with self.client.post(path, json=body, stream=stream or hang_up, name=name,
                               headers={"x-session-id": self.session, **(headers or {})},
                               catch_response=True) as resp:
+            if resp.status_code:  # an answer came: the gateway had the request
+                expect(state)
+            else:  # the request never got through: not the gateway's to record
+                with _lock:
+                    _no_answer[repr(resp.error)[:120]] += 1
             if hang_up:
                 next(resp.iter_content(64), None)
                 resp.close()  # unread: the connection is closed, the client goes away mid-stream

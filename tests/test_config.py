@@ -739,8 +739,14 @@ def test_embedded_default_config():
         "anthropic_messages", "openai_chat", "openai_responses", "gemini_generate_content",
         "google_generate_content", "google_raw_predict", "bedrock_model_invoke", "bedrock_converse"}
     assert (p["vertex"].vertex_project, p["vertex"].vertex_region) == ("sim-project", "us-east5")
-    assert p["anthropic"].models == ("claude-sonnet-4-6", "claude-haiku-4-5", "claude-opus-4-7")
-    assert p["openai"].models == ("gpt-5.4", "gpt-5.4-mini", "gpt-5.3-codex")
+    # The models the coding agents ask for by default (tests/clients) are listed.
+    assert p["anthropic"].models == ("claude-opus-5-5", "claude-sonnet-4-6", "claude-haiku-4-5",
+                                     "claude-opus-4-7")
+    assert p["openai"].models == ("gpt-6.2-sol", "gpt-5.4", "gpt-5.4-mini", "gpt-5.3-codex")
+    assert {"gemini-3.1-pro-preview", "gemini-3.8-flash", "gemini-3.5-flash-lite"} <= set(
+        p["gemini"].models)
+    assert "us.anthropic.claude-opus-5-5" in p["bedrock"].models
+    assert "claude-opus-5-5" in p["vertex"].models
     (grant,) = config.document["grants"]
     assert grant["src"] == ["*"]
     assert grant["app"]["tailscale.com/cap/aperture"] == [{"role": "admin"}, {"models": "**"}]

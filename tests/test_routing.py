@@ -65,3 +65,50 @@ def test_wrong_format(router):
 def test_unknown_provider_prefix(router):
     with pytest.raises(UnknownModel):
         router.route(("openai_chat",), "nobody/gpt-5.4")
+
+
+BEDROCK = """{
+  "providers": {
+    "first": {"baseurl": "https://bedrock-runtime.us-east-1.amazonaws.com", "apikey": "k",
+              "models": ["us.anthropic.claude-sonnet-4-6", "amazon.nova-pro-v1:0"],
+              "compatibility": {"bedrock_model_invoke": true, "bedrock_converse": true}},
+    "second": {"baseurl": "https://bedrock-runtime.eu-west-1.amazonaws.com", "apikey": "k",
+               "models": ["claude-haiku-4-5", "us.anthropic.claude-sonnet-4-6"],
+               "compatibility": {"bedrock_model_invoke": true}},
+    "anthropic": {"baseurl": "https://api.anthropic.com", "apikey": "k", "authorization": "x-api-key",
+                  "models": ["claude-opus-4-7"], "compatibility": {"anthropic_messages": true}},
+  },
+}"""
+
+
+@pytest.mark.parametrize("asked, provider, listed", [
+    ("us.anthropic.claude-sonnet-4-6", "first", "us.anthropic.claude-sonnet-4-6"),  # exact
+    ("claude-sonnet-4-6", "first", "us.anthropic.claude-sonnet-4-6"),
+    ("global.anthropic.claude-sonnet-4-6", "first", "us.anthropic.claude-sonnet-4-6"),
+    ("eu.anthropic.claude-sonnet-4-6-20250514-v1:0", "first", "us.anthropic.claude-sonnet-4-6"),
+    ("anthropic.claude-sonnet-4-6-v1:0", "first", "us.anthropic.claude-sonnet-4-6"),
+    ("arn:aws:bedrock:us-east-1:123456789012:inference-profile/apac.anthropic.claude-sonnet-4-6",
+     "first", "us.anthropic.claude-sonnet-4-6"),
+    ("us.anthropic.claude-haiku-4-5-20251001-v1:0", "second", "claude-haiku-4-5"),
+    ("amazon.nova-pro-v1:0", "first", "amazon.nova-pro-v1:0"),
+    ("us.amazon.nova-pro-v1:0", "first", "amazon.nova-pro-v1:0"),
+])
+def test_bedrock_ids_match_without_region_vendor_and_version(asked, provider, listed):
+    found, upstream, granted = Router(parse_config(BEDROCK)).resolve(("bedrock_model_invoke",), asked)
+    # the path goes upstream as sent; grants are checked on the listed name
+    assert (found.id, upstream, granted) == (provider, asked, listed)
+
+
+def test_bedrock_matching_only_for_bedrock_and_not_across_models():
+    router = Router(parse_config(BEDROCK))
+    with pytest.raises(UnknownModel):
+        router.resolve(("bedrock_model_invoke",), "us.anthropic.claude-sonnet-4-5")
+    with pytest.raises(BadRequest, match="served by second, which does not speak the bedrock_converse"):
+        router.resolve(("bedrock_converse",), "claude-haiku-4-5")
+    with pytest.raises(UnknownModel):  # no normalization outside Bedrock
+        router.resolve(("anthropic_messages",), "anthropic.claude-opus-4-7-v1:0")
+
+
+def test_a_format_no_provider_speaks_is_400():
+    with pytest.raises(BadRequest, match="no provider of this gateway speaks the google_raw_predict"):
+        Router(parse_config(BEDROCK)).resolve(("google_raw_predict",), "claude-opus-4-7")

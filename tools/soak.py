@@ -98,7 +98,10 @@ def main() -> None:
         sampler.join()
         if not counts_file.exists():
             raise SystemExit("locust wrote no counts:\n" + run.stderr[-3000:])
-        expected = Counter(json.loads(counts_file.read_text()))
+        counts = json.loads(counts_file.read_text())
+        expected = Counter(counts["states"])
+        for error, n in counts["no_answer"].items():
+            print("no answer to %d requests (not sent, so not recorded): %s" % (n, error))
         sent = sum(expected.values())
 
         # The books: one record per request, by state.
@@ -113,13 +116,30 @@ def main() -> None:
         while sum(got.values()) < sent and time.monotonic() < deadline:
             time.sleep(1)
             got = stored()
-        print("\nrequests sent: %d in %.0f s (%.0f/s), %d users, %d workers"
+        # What the workers counted (/metrics sums them): exchanges, and records
+        # the capture dropped.
+        import urllib.request
+
+        from prometheus_client.parser import text_string_to_metric_families
+
+        text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10).read().decode()
+        counted = {f.name: sum(s.value for s in f.samples if not s.name.endswith("_created"))
+                   for f in text_string_to_metric_families(text)}
+        print("\nthe workers counted %d exchanges; the capture dropped %d records"
+              % (counted.get("aperture_requests", 0), counted.get("aperture_capture_dropped_records", 0)))
+        print("requests sent: %d in %.0f s (%.0f/s), %d users, %d workers"
               % (sent, seconds, sent / seconds, args.users, args.workers))
         print("%-22s %10s %10s" % ("state", "sent", "stored"))
         for state in sorted(set(expected) | set(got)):
             print("%-22s %10d %10d" % (state, expected[state], got[state]))
         if got != expected:
             failed.append("the store does not hold one record per request, by state")
+        # What the clients saw go wrong (locust's error report), for the books.
+        report = run.stderr.rpartition("Error report")[2].strip()
+        if report and "# occurrences" in report:
+            print("locust's error report:")
+            for line in report.splitlines()[:15]:
+                print("  " + line)
 
         # Memory: the end of the first tenth of the run against the end.
         warm = [rss for t, rss in samples if t - started >= seconds / 10]

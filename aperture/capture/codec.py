@@ -103,29 +103,44 @@ def decode_journal_entry(payload: bytes) -> Entry:
     return m, payload[o:o + qlen], payload[o + qlen:o + qlen + rlen]
 
 
-def read_frames(data: bytes) -> tuple[list[bytes], int]:
-    """The payloads of the whole frames at the start of `data`.
+def read_frames(data: bytes) -> tuple[list[bytes], list[tuple[int, int]]]:
+    """The payloads of the whole frames in `data`, and the damaged spans
+    skipped, as (offset, length).
 
-    Returns the payloads and the number of bytes they span. Reading stops at
-    the first frame that is incomplete or damaged (a write cut short by a
-    kill). Payloads are decoded later, a batch at a time, by the writer
-    (decode_journal_entry): bytes cost the garbage collector nothing to hold,
-    while a whole journal of decoded records would be scanned again and again.
+    A frame that is incomplete or damaged (a write cut short by a kill, a
+    disk error, a flipped bit) does not end the reading: it resumes at the
+    next frame magic after the damage whose frame checks out, so only the
+    damaged frame is lost, not the records after it. Payloads are decoded
+    later, a batch at a time, by the writer (decode_journal_entry): bytes
+    cost the garbage collector nothing to hold, while a whole journal of
+    decoded records would be scanned again and again.
     """
     out: list[bytes] = []
+    damaged: list[tuple[int, int]] = []
     pos = 0
     n = len(data)
+    bad = -1  # start of the damaged span being skipped, if any
     while pos + FRAME_HEADER <= n:
         magic, length, crc = _FRAME.unpack_from(data, pos)
         end = pos + FRAME_HEADER + length
-        if magic != JOURNAL_MAGIC or length < _LENS.size or end > n:
-            break
-        payload = data[pos + FRAME_HEADER:end]
-        if zlib.crc32(payload) != crc:
-            break
-        out.append(payload)
-        pos = end
-    return out, pos
+        if magic == JOURNAL_MAGIC and length >= _LENS.size and end <= n:
+            payload = data[pos + FRAME_HEADER:end]
+            if zlib.crc32(payload) == crc:
+                if bad >= 0:
+                    damaged.append((bad, pos - bad))
+                    bad = -1
+                out.append(payload)
+                pos = end
+                continue
+        if bad < 0:
+            bad = pos
+        pos = data.find(JOURNAL_MAGIC, pos + 1)  # resynchronise
+        if pos < 0:
+            pos = n
+    if pos < n or bad >= 0:
+        start = bad if bad >= 0 else pos
+        damaged.append((start, n - start))
+    return out, damaged
 
 
 # ---------------------------------------------------------------------------

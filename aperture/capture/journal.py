@@ -25,7 +25,9 @@ start-up and then periodically, writes its whole frames into LMDB (records
 whose id is already stored are skipped, so a replay after a partial commit, or
 two replays, are harmless) and deletes it. A frame cut short by a kill during
 the write fails its length or CRC check and is ignored: its `submit` never
-returned.
+returned. A damaged frame elsewhere (a disk error, a flipped bit) is skipped
+the same way, with one log line naming the file and the offset, and the
+reading resumes at the next whole frame (codec.read_frames).
 """
 
 from __future__ import annotations
@@ -116,10 +118,10 @@ class Orphan:
         """All whole records in the file (see codec.read_frames)."""
         with open(self.fd, "rb", closefd=False) as f:
             data = f.read()
-        records, used = codec.read_frames(data)
-        if used != len(data):
-            log.warning("journal %s: ignoring %d bytes after the last whole record",
-                        self.path, len(data) - used)
+        records, damaged = codec.read_frames(data)
+        for offset, length in damaged:
+            log.warning("journal %s: skipped %d damaged bytes at offset %d (the records "
+                        "before and after them are kept)", self.path, length, offset)
         return records
 
     def done(self) -> None:

@@ -214,6 +214,8 @@ class CaptureStore:
         # Process mode: frames (and their connections) waiting for _append_held.
         self._held_frames: list[list[bytes]] = []
         self._held_conns: list = []
+        # Process mode: frames a full disk refused, appended again when it takes them.
+        self._backlog: list[list[bytes]] = []
         if writer == "process" and self._journal is not None:
             from .drain import DrainChild
 
@@ -268,7 +270,7 @@ class CaptureStore:
                     j.append(parts, 0)
                 except OSError as e:
                     self._journal_failed(j, e)
-                    self.stats["dropped"] += 1
+                    self._keep_back([parts])
                 return
             overflow = len(self._queue) >= self._max_queue
             if j is not None and j.fd >= 0:
@@ -312,10 +314,39 @@ class CaptureStore:
                         j.append([part for parts in chunk for part in parts], 0)
                     except OSError as e:
                         self._journal_failed(j, e)
-                        self.stats["dropped"] += len(chunk)
+                        self._keep_back(chunk)
         finally:
             for conn in conns:
                 conn.release()
+
+    def _keep_back(self, frames: list[list[bytes]]) -> None:
+        """Process mode, under `_lock`: frames the journal refused (a full
+        disk) wait in memory, up to `max_queue` records, for `_retry_backlog`."""
+        room = self._max_queue - len(self._backlog)
+        if room < len(frames):
+            self.stats["dropped"] += len(frames) - max(room, 0)
+            if self._throttle.ok("backlog"):
+                log.error("capture: the journal takes no records and %d wait in memory: "
+                          "new records are LOST", len(self._backlog))
+            frames = frames[:max(room, 0)]
+        self._backlog.extend(frames)
+
+    def _retry_backlog(self) -> None:
+        """Process mode, from the rotator: append the frames a full disk refused."""
+        with self._lock:
+            j = self._journal
+            if not self._backlog or j is None or self._closed:
+                return
+            backlog = self._backlog
+            while backlog:
+                chunk = backlog[:_FRAMES_PER_WRITE]
+                try:
+                    j.append([part for parts in chunk for part in parts], 0)
+                except OSError as e:
+                    self._journal_failed(j, e)
+                    return
+                del backlog[:len(chunk)]
+        log.info("capture: the journal takes records again; the ones held in memory are in it")
 
     def _journal_failed(self, j: journal.JournalFile, e: OSError) -> None:
         self.stats["journal_errors"] += 1
@@ -324,8 +355,13 @@ class CaptureStore:
         except OSError:
             pass
         if self._throttle.ok("journal"):
-            log.error("capture journal append failed (%s): the record is queued for LMDB but "
-                      "would be lost if this process died now", e)
+            if self._drain is not None:
+                log.error("capture journal append failed (%s): records wait in memory (%d) "
+                          "until it takes them again, and would be lost if this process died "
+                          "now", e, len(self._backlog) + 1)
+            else:
+                log.error("capture journal append failed (%s): the record is queued for LMDB "
+                          "but would be lost if this process died now", e)
 
     def _limit(self, rec: Record) -> Record:
         cap = self.max_body_bytes
@@ -363,6 +399,10 @@ class CaptureStore:
                     break
                 if time.monotonic() >= deadline:
                     return False
+                try:
+                    self._drain.check()  # a drain that died meanwhile would never finish
+                except OSError:
+                    pass
                 time.sleep(0.005)
             return True
         if not self._ready.wait(timeout):
@@ -411,6 +451,10 @@ class CaptureStore:
 
     def _close_process_mode(self, timeout: float) -> None:
         self._thread.join(timeout)
+        self._retry_backlog()
+        if self._backlog:
+            log.error("capture: the journal takes no records: %d held in memory are LOST",
+                      len(self._backlog))
         drained = self.flush(timeout)
         self._drain.stop(timeout)
         with self._lock:
@@ -458,6 +502,8 @@ class CaptureStore:
             self._wake.wait(self._rotate_interval)
             if self._closed:
                 return
+            if self._backlog:
+                self._retry_backlog()
             self._rotate()
             if len(self._released) > 64:
                 self._released = [p for p in self._released if os.path.exists(p)]
@@ -675,12 +721,19 @@ class CaptureStore:
                     written, dups, added = self._apply(txn, prepared, packed)
                 break
             except lmdb.MapFullError:
+                before = self._h.env.info()["map_size"]
                 size = self._h.grow()
+                if size <= before:
+                    raise StoreError(
+                        "capture store in %s (--data-dir) is full: its LMDB map is at its "
+                        "largest size, %.1f MiB; records wait in the journal (shorten the "
+                        "retention, or move --data-dir)" % (self.data_dir, size / (1 << 20)))
                 log.info("capture: map size grown to %d MiB", size >> 20)
             except lmdb.MapResizedError:
                 self._h.adopt_map_size()
         else:
-            raise StoreError("the LMDB map could not grow enough")
+            raise StoreError("capture store in %s (--data-dir): the LMDB map could not grow "
+                             "enough" % self.data_dir)
         self.stats["written"] += written
         self.stats["duplicates"] += dups
         self.stats["bytes_blocks"] += added

@@ -23,4 +23,29 @@ BY_NAME: dict[str, ApiFormat] = {f.name: f for f in FORMATS}
 #: the format used for errors on paths that belong to no format
 DEFAULT_FORMAT: ApiFormat = BY_NAME["openai_chat"]
 
-__all__ = ["FORMATS", "BY_NAME", "DEFAULT_FORMAT", "ApiFormat", "Route"]
+# Path prefixes no route serves whole, and the format whose clients use them.
+_SUGGESTED = (
+    ("/bedrock/", "bedrock"),
+    ("/v1beta/", "gemini"), ("/v1beta1/", "vertex"), ("/upload/v1beta/", "gemini"),
+    ("/v1/projects/", "vertex"), ("/v1/publishers/", "vertex"),
+    ("/v1/messages", "anthropic_messages"), ("/v1/complete", "anthropic_messages"),
+    ("/v1/files", "anthropic_messages"), ("/v1/organizations/", "anthropic_messages"),
+)
+
+
+def format_for_path(path: str, headers=()) -> ApiFormat:
+    """The format whose error shape answers a request on a path no route
+    serves: the one the path suggests (`/bedrock/...` AWS, `/v1beta/...`
+    Google, `/v1/messages/...` Anthropic), or a header only Anthropic's
+    clients send; OpenAI's otherwise."""
+    if path == "/bedrock":
+        return BY_NAME["bedrock"]
+    for prefix, name in _SUGGESTED:
+        if path.startswith(prefix):
+            return BY_NAME[name]
+    for name, _ in headers:
+        if name == b"anthropic-version":
+            return BY_NAME["anthropic_messages"]
+    return DEFAULT_FORMAT
+
+__all__ = ["FORMATS", "BY_NAME", "DEFAULT_FORMAT", "format_for_path", "ApiFormat", "Route"]

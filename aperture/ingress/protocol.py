@@ -163,6 +163,18 @@ class Response:
         parts.append(b"\r\n")
         self._head = b"".join(parts)
 
+    def retract(self) -> bool:
+        """Take back a started response none of whose bytes were written (the
+        head waits for the first body write): True if it was, and another
+        response may be started in its place."""
+        if not self.started or self.first_byte_at is not None or self.finished:
+            return False
+        self.started = False
+        self._head = None
+        self._chunked = False
+        self.status = 0
+        return True
+
     def write(self, data: bytes) -> None:
         """Queue body bytes on the transport (no waiting; see `drain`)."""
         if self._head_only:
@@ -228,7 +240,7 @@ class ServerState:
 
     __slots__ = ("handler", "connections", "max_head_bytes", "keepalive_timeout", "header_timeout",
                  "body_timeout", "max_connections", "refused", "_refused_logged", "draining",
-                 "on_connection", "fd_budget", "other_fds")
+                 "on_connection", "fd_budget", "other_fds", "refuse_bad_request")
 
     def __init__(self, handler: Handler, *, max_head_bytes: int = 64 * 1024,
                  keepalive_timeout: float = 75.0, header_timeout: float = 30.0,
@@ -250,6 +262,10 @@ class ServerState:
         #: connections)
         self.fd_budget: int | None = None
         self.other_fds: Callable[[], int] = _none
+        #: (request, response, error) -> a coroutine that answers a request
+        #: whose head broke the rules after its path was read, or None to
+        #: answer it in plain text here (the application's error format)
+        self.refuse_bad_request: Callable | None = None
 
     def over_limit(self, now: float) -> bool:
         n = len(self.connections)
@@ -350,7 +366,7 @@ class HttpConnection(asyncio.Protocol):
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
             if isinstance(cause, GatewayError):
-                self._reject(cause.status, cause.message)
+                self._reject(cause.status, cause.message, cause)
             else:
                 log.exception("request parsing failed", exc_info=cause)
                 self._reject(400, "bad request")
@@ -402,12 +418,6 @@ class HttpConnection(asyncio.Protocol):
         assert req is not None
         parser = self.parser
         req.method = parser.get_method().decode("ascii", "replace")
-        req.http_version = parser.get_http_version()
-        if req.http_version not in _VERSIONS:
-            raise GatewayError("HTTP version %s not supported" % req.http_version, status=505)
-        if parser.should_upgrade():
-            raise BadRequest("protocol upgrades are not supported")
-        req.keep_alive = parser.should_keep_alive() and not self.state.draining
         target = req.target
         if not target.startswith(b"/"):
             raise BadRequest("request target must be an absolute path")
@@ -417,6 +427,13 @@ class HttpConnection(asyncio.Protocol):
             req.query = target[qpos + 1:].decode("latin-1")
         else:
             req.path = target.decode("latin-1")
+        # From here on an error is answered in the path's API format.
+        req.http_version = parser.get_http_version()
+        if req.http_version not in _VERSIONS:
+            raise GatewayError("HTTP version %s not supported" % req.http_version, status=505)
+        if parser.should_upgrade():
+            raise BadRequest("protocol upgrades are not supported")
+        req.keep_alive = parser.should_keep_alive() and not self.state.draining
         hosts = 0
         for name, value in req.headers:
             if name == b"content-length":
@@ -459,9 +476,9 @@ class HttpConnection(asyncio.Protocol):
         response = self._response = Response(self, req.keep_alive, head_only=req.method == "HEAD")
         self._task = self.loop.create_task(self._run(req, response))
 
-    async def _run(self, req: Request, response: Response) -> None:
+    async def _run(self, req: Request, response: Response, answer=None) -> None:
         try:
-            await self.state.handler(req, response)
+            await (self.state.handler(req, response) if answer is None else answer)
         except asyncio.CancelledError:
             if not self._lost:
                 raise
@@ -553,10 +570,24 @@ class HttpConnection(asyncio.Protocol):
             self._reading_paused = False
             self.transport.resume_reading()  # type: ignore[union-attr]
 
-    def _reject(self, status: int, message: str) -> None:
-        """Answer a request that could not be parsed, then close."""
+    def _reject(self, status: int, message: str, error: GatewayError | None = None) -> None:
+        """Answer a request that could not be parsed, then close. A head
+        whose path was read goes to the application (`refuse_bad_request`),
+        which answers in that path's API format and records it."""
         if self._lost:
             return
+        req = self._request
+        hook = self.state.refuse_bad_request
+        if (error is not None and hook is not None and self._task is None and req is not None
+                and req.path):
+            response = Response(self, False, head_only=req.method == "HEAD")
+            answer = hook(req, response, error)
+            if answer is not None:
+                self._stop_parsing = True  # nothing after a broken head is a request
+                self._request = None
+                self._response = response
+                self._task = self.loop.create_task(self._run(req, response, answer))
+                return
         if self._task is None:
             body = (message + "\n").encode()
             self.write_raw(

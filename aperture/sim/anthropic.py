@@ -22,8 +22,10 @@ from typing import NamedTuple
 
 import orjson
 
-from aperture.sim.common import (CACHED_LENGTHS, MODELS, Answer, EventStream, answer_text,
+from aperture.sim import agent
+from aperture.sim.common import (CACHED_LENGTHS, MODELS, Answer, EventStream,
                                  answer_words, as_count, count_words, last_user_text, make_answer,
+                                 message_text, text_of,
                                  split_fragments)
 from aperture.sim.routes import Call, Reject, Reply, Route, Streamed
 
@@ -109,7 +111,8 @@ def chosen_tool(request: dict) -> tuple[str, object] | None:
             if isinstance(tool, dict) and tool.get("name") == name:
                 return name, tool.get("input_schema")
         return (name, None) if isinstance(name, str) else None
-    if kind != "any" and "tool" not in last_user_text(request.get("messages")).lower():
+    if kind != "any" and (request.get("system")
+                          or "tool" not in last_user_text(request.get("messages")).lower()):
         return None
     for tool in tools:
         if isinstance(tool, dict) and isinstance(tool.get("name"), str):
@@ -117,11 +120,41 @@ def chosen_tool(request: dict) -> tuple[str, object] | None:
     return None
 
 
+def agent_turn(request: dict) -> Answer | None:
+    """The answer of a coding agent's marked exchange (aperture.sim.agent), or None."""
+    messages = request.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return None
+    # The conversation's last turn; instructions after it (a "system"
+    # message, as Claude Code sends) are not a turn.
+    turns = [m for m in messages if isinstance(m, dict) and m.get("role") in ("user", "assistant")]
+    if not turns:
+        return None
+    user_texts = [message_text(m.get("content")) for m in turns if m.get("role") == "user"]
+    last = turns[-1]
+    result = None
+    last_text = ""
+    if isinstance(last, dict) and last.get("role") == "user":
+        content = last.get("content")
+        results = [b for b in content if isinstance(b, dict) and b.get("type") == "tool_result"] \
+            if isinstance(content, list) else []
+        if results:
+            result = "\n".join(agent.result_text(b.get("content")) for b in results)
+        else:
+            last_text = message_text(content)
+    tools = [(t["name"], t.get("input_schema")) for t in request.get("tools") or ()
+             if isinstance(t, dict) and isinstance(t.get("name"), str)] \
+        if isinstance(request.get("tools"), list) else []
+    return agent.agent_answer(user_texts, last_text, result, tools)
+
+
 def plan(request: dict, output_tokens: int) -> Plan:
     """The answer to a valid `/v1/messages` request; `output_tokens` is the
     answer length before the request's `max_tokens` cap."""
     model = request.get("model")
-    answer = make_answer(chosen_tool(request), output_tokens, as_count(request.get("max_tokens")))
+    answer = agent_turn(request)
+    if answer is None:
+        answer = make_answer(chosen_tool(request), output_tokens, as_count(request.get("max_tokens")))
     return Plan(model if isinstance(model, str) else "", *input_counts(request), answer)
 
 
@@ -143,7 +176,7 @@ def content_block(plan: Plan, seq: int) -> dict:
     tool = plan.answer.tool
     if tool is not None:
         return {"type": "tool_use", "id": tool_use_id(seq), "name": tool.name, "input": tool.arguments}
-    return {"type": "text", "text": answer_text(plan.answer.words)}
+    return {"type": "text", "text": text_of(plan.answer)}
 
 
 def message_body(plan: Plan, seq: int) -> bytes:
@@ -212,7 +245,8 @@ def stream(plan: Plan, seq: int, ping_every: int = 0) -> EventStream:
     tool = plan.answer.tool
     if tool is None:
         block_start = TEXT_BLOCK_START
-        deltas = text_deltas(plan.answer.words)
+        deltas = text_deltas(plan.answer.words) if plan.answer.text is None else tuple(
+            _TEXT_DELTA + orjson.dumps(piece) + _DELTA_END for piece in plan.answer.text)
     else:
         block_start = event(b"content_block_start", {
             "type": "content_block_start", "index": 0,

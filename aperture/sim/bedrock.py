@@ -42,7 +42,7 @@ total counts the cached prompt). CountTokens: the whole prompt W (Converse
 rule for `input.converse`, Anthropic's for the base64 `input.invokeModel.body`).
 
 A tool call (`toolUse`) is made when `toolConfig.tools` has a `toolSpec` and
-the last user text contains "tool", or `toolChoice` is `any` or names a
+the last user text contains "tool" (with no `system`), or `toolChoice` is `any` or names a
 tool. Latency figures (`x-amzn-bedrock-invocation-latency`, `metrics.latencyMs`,
 the invocation metrics) are the simulator's head delay plus, in streams paced
 by a token rate, the time the output takes at that rate.
@@ -290,7 +290,8 @@ def chosen_tool(request: dict) -> tuple[str, object] | None:
     if isinstance(choice.get("tool"), dict):
         name = choice["tool"].get("name")
         specs = [s for s in specs if s["name"] == name] or specs
-    elif "any" not in choice and "tool" not in last_user_text(request.get("messages")).lower():
+    elif "any" not in choice and (request.get("system")
+                                  or "tool" not in last_user_text(request.get("messages")).lower()):
         return None
     schema = specs[0].get("inputSchema")
     return specs[0]["name"], schema.get("json") if isinstance(schema, dict) else None

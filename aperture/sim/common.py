@@ -14,7 +14,9 @@ The rules
   single spaces; one word is one output token. N is the configured answer
   length, capped by the request's `max_tokens` / `max_completion_tokens`.
 - A tool call is made when the request has tools and either the last user
-  message contains "tool" (case-insensitive) or the tool choice forces one.
+  message contains "tool" (case-insensitive) in a request without a system
+  prompt, or the tool choice forces one. (A coding agent's request always has
+  a system prompt: it gets a tool call on the marker of `aperture.sim.agent`.)
   Its arguments come from the tool's input schema (`example_value`) and it
   counts `tool_call_tokens(arguments)` output tokens; a tool call is never cut
   short by the output cap.
@@ -195,15 +197,36 @@ def as_count(value: object) -> int | None:
 class ToolCall(NamedTuple):
     name: str
     arguments: dict
+    #: the input of a freeform tool (the Responses API's custom tools), sent
+    #: as it is instead of `arguments`
+    raw: str | None = None
 
 
 class Answer(NamedTuple):
-    """What the simulated model says: `words` of text, or one tool call."""
+    """What the simulated model says: `words` of text, or one tool call.
+    `text`: the stream pieces of a text other than the vocabulary's
+    (aperture.sim.agent), one per word."""
 
     words: int
     tool: ToolCall | None
     output_tokens: int
     truncated: bool
+    text: tuple[str, ...] | None = None
+
+
+def pieces_of(answer: Answer, words: int | None = None) -> list[str]:
+    """The stream pieces of a text answer (`words`: the visible words, when
+    reasoning takes a share of the answer's)."""
+    if answer.text is not None:
+        return list(answer.text)
+    return answer_words(answer.words if words is None else words)
+
+
+def text_of(answer: Answer, words: int | None = None) -> str:
+    """The whole text of a text answer."""
+    if answer.text is not None:
+        return "".join(answer.text)
+    return answer_text(answer.words if words is None else words)
 
 
 def make_answer(tool: tuple[str, object] | None, length: int, cap: int | None) -> Answer:

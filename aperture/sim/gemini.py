@@ -51,7 +51,8 @@ are whole from the first chunk); the last chunk has `finishReason` and the
 final usage. A function call arrives whole, in one chunk.
 
 A function call (`parts[].functionCall = {name, args}`) is made when `tools`
-has `functionDeclarations` and the last user text contains "tool", or
+has `functionDeclarations` and the last user text contains "tool" (with no
+`systemInstruction`; a coding agent uses the marker of `aperture.sim.agent`), or
 `toolConfig.functionCallingConfig.mode` is "ANY" (the first of
 `allowedFunctionNames` when given); mode "NONE" never calls.
 
@@ -67,8 +68,9 @@ from typing import NamedTuple
 
 import orjson
 
-from aperture.sim.common import (Answer, EventStream, answer_text, answer_words, as_count, count_words,
-                                 make_answer)
+from aperture.sim import agent
+from aperture.sim.common import (Answer, EventStream, as_count, count_words, example_value,
+                                 make_answer, pieces_of, text_of)
 from aperture.sim.openai_chat import embedding_vector
 from aperture.sim.routes import Call, Reject, Reply, Route, Streamed
 
@@ -146,13 +148,58 @@ def chosen_tool(request: dict) -> tuple[str, object] | None:
         allowed = get(config, "allowedFunctionNames")
         if isinstance(allowed, list) and allowed:
             functions = [f for f in functions if f["name"] in allowed] or functions
-    elif "tool" not in last_user_text(request.get("contents")).lower():
+    elif get(request, "systemInstruction") or "tool" not in last_user_text(request.get("contents")).lower():
         return None
     fn = functions[0]
     schema = get(fn, "parameters")
     if schema is None:
         schema = get(fn, "parametersJsonSchema")
     return fn["name"], schema
+
+
+def agent_turn(request: dict) -> Answer | None:
+    """The answer of a coding agent's marked exchange (aperture.sim.agent), or None."""
+    contents = request.get("contents")
+    if isinstance(contents, dict):
+        contents = [contents]
+    if not isinstance(contents, list) or not contents or not isinstance(contents[-1], dict):
+        return None
+
+    def texts(content: dict) -> str:
+        parts = content.get("parts")
+        return " ".join(p["text"] for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str)) \
+            if isinstance(parts, list) else ""
+
+    user_texts = [texts(c) for c in contents if isinstance(c, dict) and c.get("role", "user") == "user"]
+    last = contents[-1]
+    parts = last.get("parts") if isinstance(last.get("parts"), list) else []
+    responses = [get(p, "functionResponse") for p in parts if get(p, "functionResponse") is not None]
+    result = None
+    last_text = ""
+    if responses:
+        result = "\n".join(agent.result_text(get(r, "response")) for r in responses)
+    elif last.get("role", "user") == "user":
+        last_text = texts(last)
+    else:
+        return None
+    tools = []
+    for fn in declarations(request):
+        schema = get(fn, "parameters")
+        tools.append((fn["name"], get(fn, "parametersJsonSchema") if schema is None else schema))
+    return agent.agent_answer(user_texts, last_text, result, tools)
+
+
+def json_answer(request: dict) -> Answer | None:
+    """For `responseMimeType: application/json`: one JSON value that fits
+    the response schema (`example_value`), as one piece of text; None otherwise."""
+    config = get(request, "generationConfig")
+    if get(config, "responseMimeType") != "application/json":
+        return None
+    schema = get(config, "responseJsonSchema")
+    if schema is None:
+        schema = get(config, "responseSchema")
+    value = example_value(schema) if schema is not None else {}
+    return agent.text_answer(orjson.dumps(value).decode())
 
 
 def thinking(request: dict) -> bool:
@@ -205,7 +252,8 @@ def plan(request: dict, output_tokens: int, model: str = "", vertex: bool = Fals
     cached_content = get(request, "cachedContent")
     cached = prompt // 2 if isinstance(cached_content, str) and cached_content else None
     cap = as_count(get(get(request, "generationConfig"), "maxOutputTokens"))
-    answer = make_answer(chosen_tool(request), output_tokens, cap)
+    answer = agent_turn(request) or json_answer(request) or make_answer(chosen_tool(request),
+                                                                         output_tokens, cap)
     thoughts = max(1, answer.output_tokens // 2) if thinking(request) else None
     return Plan(model, prompt, cached, thoughts, answer, vertex)
 
@@ -234,7 +282,7 @@ def parts(plan: Plan) -> list[dict]:
     tool = plan.answer.tool
     if tool is not None:
         return [{"functionCall": {"name": tool.name, "args": tool.arguments}}]
-    return [{"text": answer_text(plan.answer.words)}]
+    return [{"text": text_of(plan.answer)}]
 
 
 def response(plan: Plan, seq: int) -> dict:
@@ -249,7 +297,7 @@ def chunks(plan: Plan, seq: int) -> list[dict]:
     """The stream's chunks: one per word with running usage, or the one call."""
     if plan.answer.tool is not None:
         return [response(plan, seq)]
-    pieces = answer_words(plan.answer.words) or [""]
+    pieces = pieces_of(plan.answer) or [""]
     last = len(pieces) - 1
     return [_chunk(plan, seq, [{"text": piece}], plan.usage(n + 1 if n < last else None), n == last)
             for n, piece in enumerate(pieces)]

@@ -27,9 +27,10 @@ from typing import NamedTuple
 
 import orjson
 
-from aperture.sim.common import (CACHED_LENGTHS, MODELS, Answer, EventStream, answer_text,
+from aperture.sim import agent
+from aperture.sim.common import (CACHED_LENGTHS, MODELS, Answer, EventStream,
                                  answer_words, as_count, count_words, last_user_text, make_answer,
-                                 split_fragments)
+                                 message_text, split_fragments, text_of)
 from aperture.sim.routes import Call, Reject, Reply, Route, Streamed
 
 API = "openai_chat"
@@ -98,6 +99,36 @@ class Plan(NamedTuple):
         }
 
 
+def has_system(messages: object) -> bool:
+    """Whether a message list starts with instructions (a system or developer message)."""
+    return isinstance(messages, list) and any(
+        isinstance(m, dict) and m.get("role") in ("system", "developer") for m in messages)
+
+
+def agent_turn(request: dict) -> Answer | None:
+    """The answer of a coding agent's marked exchange (aperture.sim.agent), or None."""
+    messages = request.get("messages")
+    if not isinstance(messages, list):
+        return None
+    turns = [m for m in messages if isinstance(m, dict) and m.get("role") in ("user", "assistant", "tool")]
+    if not turns:
+        return None
+    user_texts = [message_text(m.get("content")) for m in turns if m.get("role") == "user"]
+    last = turns[-1]
+    result = last_text = None
+    if last.get("role") == "tool":
+        result = agent.result_text(last.get("content"))
+    elif last.get("role") == "user":
+        last_text = message_text(last.get("content"))
+    else:
+        return None
+    tools = [(t["function"]["name"], t["function"].get("parameters"))
+             for t in request.get("tools") or () if isinstance(t, dict)
+             and isinstance(t.get("function"), dict) and isinstance(t["function"].get("name"), str)] \
+        if isinstance(request.get("tools"), list) else []
+    return agent.agent_answer(user_texts, last_text or "", result, tools)
+
+
 def chosen_tool(request: dict) -> tuple[str, object] | None:
     """(name, parameters schema) of the function the answer calls, or None."""
     tools = request.get("tools")
@@ -116,7 +147,8 @@ def chosen_tool(request: dict) -> tuple[str, object] | None:
             if fn["name"] == name:
                 return name, fn.get("parameters")
         return (name, None) if isinstance(name, str) else None
-    if choice != "required" and "tool" not in last_user_text(request.get("messages")).lower():
+    if choice != "required" and (has_system(request.get("messages"))
+                                 or "tool" not in last_user_text(request.get("messages")).lower()):
         return None
     if functions:
         return functions[0]["name"], functions[0].get("parameters")
@@ -138,7 +170,7 @@ def plan(request: dict, output_tokens: int) -> Plan:
     model = request.get("model")
     return Plan(model if isinstance(model, str) else "", words, cached,
                 effort is not None and effort != "none",
-                make_answer(chosen_tool(request), output_tokens, cap),
+                agent_turn(request) or make_answer(chosen_tool(request), output_tokens, cap),
                 options.get("include_usage") is True, options.get("include_obfuscation") is not False)
 
 
@@ -166,7 +198,7 @@ def completion_body(plan: Plan, seq: int, created: int | None = None) -> bytes:
         message = {"role": "assistant", "content": None, "tool_calls": [tool_call(plan, seq)],
                    "refusal": None, "annotations": []}
     else:
-        message = {"role": "assistant", "content": answer_text(plan.text_words), "refusal": None,
+        message = {"role": "assistant", "content": text_of(plan.answer, plan.text_words), "refusal": None,
                    "annotations": []}
     return orjson.dumps({
         "id": completion_id(seq),
@@ -228,7 +260,9 @@ def stream(plan: Plan, seq: int, created: int | None = None) -> EventStream:
     tool = plan.answer.tool
     if tool is None:
         first = chunk(b'{"role":"assistant","content":"","refusal":null}')
-        deltas = [chunk(delta) for delta in content_deltas(plan.text_words)]
+        deltas = [chunk(delta) for delta in (
+            content_deltas(plan.text_words) if plan.answer.text is None else
+            [b'{"content":' + orjson.dumps(piece) + b"}" for piece in plan.answer.text])]
     else:
         call = {"index": 0, "id": call_id(seq), "type": "function",
                 "function": {"name": tool.name, "arguments": ""}}

@@ -42,7 +42,10 @@ twice its own tokens, half of them reasoning (the rules of `openai_chat`).
 and `input` in, the answer length out, and no reasoning.
 
 A tool call is made when `tools` has a function tool and the last user input
-text contains "tool", or `tool_choice` is "required" or names a function.
+text contains "tool" (with no instructions nor system or developer message; a
+coding agent uses the marker of `aperture.sim.agent`), or `tool_choice` is
+"required" or names a function. An answer may be a freeform
+(`custom_tool_call`) call of a custom tool (Codex's `exec`).
 
 Stored responses: `store` defaults to true; stored responses (the finished
 ones, with their input items) are kept in a bounded in-memory map per
@@ -63,9 +66,9 @@ from typing import NamedTuple
 
 import orjson
 
-from aperture.sim import openai_chat
-from aperture.sim.common import Answer, EventStream, answer_text, answer_words, as_count, count_words
-from aperture.sim.common import make_answer, message_text, split_fragments
+from aperture.sim import agent, openai_chat
+from aperture.sim.common import Answer, EventStream, answer_text, as_count, count_words
+from aperture.sim.common import make_answer, message_text, pieces_of, split_fragments, text_of
 from aperture.sim.openai_chat import EVENT_STREAM, JSON, request_id
 from aperture.sim.routes import Call, Reject, Reply, Route, Streamed
 
@@ -170,9 +173,73 @@ def chosen_tool(request: dict) -> tuple[str, object] | None:
         return (name, None) if isinstance(name, str) else None
     if not functions:
         return None
-    if choice != "required" and "tool" not in last_user_text(request.get("input")).lower():
+    if choice != "required" and (has_instructions(request)
+                                 or "tool" not in last_user_text(request.get("input")).lower()):
         return None
     return functions[0]["name"], functions[0].get("parameters")
+
+
+def has_instructions(request: dict) -> bool:
+    """Whether the request carries a system prompt (`instructions`, or a
+    system or developer message in `input`)."""
+    if request.get("instructions"):
+        return True
+    items = request.get("input")
+    return isinstance(items, list) and any(
+        isinstance(i, dict) and i.get("role") in ("system", "developer") for i in items)
+
+
+def offered_tools(request: dict) -> list[tuple[str, object]]:
+    """(name, parameters schema) of every tool offered: `tools`, and those of
+    `additional_tools` input items (Codex), namespaces flattened; a freeform
+    (custom) tool's schema is {"freeform": its description}."""
+    out: list[tuple[str, object]] = []
+
+    def add(tools: object) -> None:
+        for tool in tools if isinstance(tools, list) else ():
+            if not isinstance(tool, dict):
+                continue
+            kind = tool.get("type")
+            if kind == "namespace":
+                add(tool.get("tools"))
+            elif isinstance(tool.get("name"), str):
+                if kind == "function":
+                    out.append((tool["name"], tool.get("parameters")))
+                elif kind == "custom":
+                    out.append((tool["name"], {"freeform": tool.get("description", "")}))
+
+    add(request.get("tools"))
+    items = request.get("input")
+    for item in items if isinstance(items, list) else ():
+        if isinstance(item, dict) and item.get("type") == "additional_tools":
+            add(item.get("tools"))
+    return out
+
+
+_OUTPUTS = frozenset({"function_call_output", "custom_tool_call_output"})
+
+
+def agent_turn(request: dict) -> Answer | None:
+    """The answer of a coding agent's marked exchange (aperture.sim.agent), or None."""
+    items = request.get("input")
+    if isinstance(items, str):
+        return agent.agent_answer([items], items, None, offered_tools(request))
+    if not isinstance(items, list) or not items:
+        return None
+    messages = [i for i in items if isinstance(i, dict) and i.get("role") not in ("system", "developer")
+                and i.get("type") != "additional_tools"]
+    user_texts = [message_text(i.get("content")) for i in messages
+                  if i.get("role") == "user" and i.get("type", "message") == "message"]
+    last = messages[-1] if messages else {}
+    result = None
+    last_text = ""
+    if last.get("type") in _OUTPUTS:
+        result = agent.result_text(last.get("output"))
+    elif last.get("role") == "user":
+        last_text = message_text(last.get("content"))
+    else:
+        return None
+    return agent.agent_answer(user_texts, last_text, result, offered_tools(request))
 
 
 def reasoning_effort(request: dict) -> str | None:
@@ -187,7 +254,8 @@ def plan(request: dict, output_tokens: int) -> Plan:
     words = input_words(request)
     cached = words // 2 if request.get("prompt_cache_key") is not None else 0
     effort = reasoning_effort(request)
-    answer = make_answer(chosen_tool(request), output_tokens, as_count(request.get("max_output_tokens")))
+    answer = agent_turn(request) or make_answer(chosen_tool(request), output_tokens,
+                                                as_count(request.get("max_output_tokens")))
     model = request.get("model")
     model = model if isinstance(model, str) else ""
     counts = openai_chat.Plan(model, words, cached, effort is not None and effort != "none", answer,
@@ -222,8 +290,13 @@ def message_item(seq: int, text: str | None, status: str) -> dict:
 
 
 def function_item(plan: Plan, seq: int, arguments: str, status: str) -> dict:
+    """The call item: a `function_call`, or a `custom_tool_call` (whose
+    `input` is freeform) for a tool with a raw input."""
     tool = plan.answer.tool
     assert tool is not None
+    if tool.raw is not None:
+        return {"id": function_item_id(seq), "type": "custom_tool_call", "status": status,
+                "call_id": call_id(seq), "name": tool.name, "input": arguments}
     return {"id": function_item_id(seq), "type": "function_call", "status": status,
             "arguments": arguments, "call_id": call_id(seq), "name": tool.name}
 
@@ -231,7 +304,7 @@ def function_item(plan: Plan, seq: int, arguments: str, status: str) -> dict:
 def arguments_text(plan: Plan) -> str:
     tool = plan.answer.tool
     assert tool is not None
-    return orjson.dumps(tool.arguments).decode()
+    return orjson.dumps(tool.arguments).decode() if tool.raw is None else tool.raw
 
 
 def output_items(plan: Plan, seq: int) -> list[dict]:
@@ -240,7 +313,7 @@ def output_items(plan: Plan, seq: int) -> list[dict]:
     if plan.answer.tool is not None:
         items.append(function_item(plan, seq, arguments_text(plan), "completed"))
     else:
-        items.append(message_item(seq, answer_text(plan.counts.text_words), plan.status))
+        items.append(message_item(seq, text_of(plan.answer, plan.counts.text_words), plan.status))
     return items
 
 
@@ -332,24 +405,30 @@ def stream(plan: Plan, seq: int, created: int | None = None) -> EventStream:
         arguments = arguments_text(plan)
         head.append(event("response.output_item.added", {
             "output_index": index, "item": function_item(plan, seq, "", "in_progress")}))
-        deltas = [event("response.function_call_arguments.delta",
-                        {"item_id": item_id, "output_index": index, "delta": piece}, True)
+        if plan.answer.tool.raw is None:
+            delta_kind, done_kind = ("response.function_call_arguments.delta",
+                                     "response.function_call_arguments.done")
+            done = {"item_id": item_id, "output_index": index, "name": plan.answer.tool.name,
+                    "arguments": arguments}
+        else:
+            delta_kind, done_kind = ("response.custom_tool_call_input.delta",
+                                     "response.custom_tool_call_input.done")
+            done = {"item_id": item_id, "output_index": index, "input": arguments}
+        deltas = [event(delta_kind, {"item_id": item_id, "output_index": index, "delta": piece}, True)
                   for piece in split_fragments(arguments)]
-        tail = [event("response.function_call_arguments.done", {
-                    "item_id": item_id, "output_index": index, "name": plan.answer.tool.name,
-                    "arguments": arguments}),
+        tail = [event(done_kind, done),
                 event("response.output_item.done", {
                     "output_index": index, "item": function_item(plan, seq, arguments, "completed")})]
     else:
         item_id = message_id(seq)
         words = plan.counts.text_words
-        text = answer_text(words)
+        text = text_of(plan.answer, words)
         where = {"item_id": item_id, "output_index": index, "content_index": 0}
         head.append(event("response.output_item.added", {
             "output_index": index, "item": message_item(seq, None, "in_progress")}))
         head.append(event("response.content_part.added", {**where, "part": output_text("")}))
         deltas = [event("response.output_text.delta", {**where, "delta": piece, "logprobs": []}, True)
-                  for piece in answer_words(words)]
+                  for piece in pieces_of(plan.answer, words)]
         tail = [event("response.output_text.done", {**where, "text": text, "logprobs": []}),
                 event("response.content_part.done", {**where, "part": output_text(text)}),
                 event("response.output_item.done", {

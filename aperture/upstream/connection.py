@@ -93,12 +93,15 @@ class UpstreamConnection(asyncio.Protocol):
             self.buffer.feed(data)
             return
         self._last_read = self._loop.time()
+        reader = self.reader
         try:
-            events = self.reader.feed(data)
+            events = reader.feed(data)
         except BadGateway as exc:
             self._finish_relay(exc)
             return
         self._hand_over(events)
+        if reader.error is not None:  # found after the body bytes it returned
+            self._finish_relay(reader.error)
 
     def eof_received(self) -> None:
         if self._sink is not None:
@@ -180,11 +183,15 @@ class UpstreamConnection(asyncio.Protocol):
         if events:
             return events.popleft()
         reader = self.reader
+        # One deadline for the whole wait, not one per read: 1xx heads or a
+        # head dribbled a byte at a time do not hold the timeout off.
+        deadline = None if timeout is None else self._loop.time() + timeout
         while True:
             if reader.error is not None:  # found after the events already handed over
                 raise reader.error
             try:
-                data = await self.buffer.read(timeout)
+                data = await self.buffer.read(
+                    None if deadline is None else max(0.0, deadline - self._loop.time()))
             except ReadTimeout:
                 raise UpstreamTimeout() from None
             if data:
@@ -273,7 +280,8 @@ class UpstreamConnection(asyncio.Protocol):
             return
         self._hand_over(events)
         if self._done is not None and not self._done.done():
-            self._finish_relay(BadGateway("upstream closed the connection mid-response"))
+            self._finish_relay(self.reader.error
+                               or BadGateway("upstream closed the connection mid-response"))
 
     def _finish_relay(self, error: BaseException | None) -> None:
         done = self._done

@@ -36,8 +36,9 @@ import h11
 from aperture.errors import BadGateway
 from aperture.upstream.events import END, BodyChunk, ResponseHead
 from aperture.upstream.http1 import (CHUNKED, INFORMATIONAL, MAX_HEAD, TWIN_BUFFER,
-                                     UpstreamClosed, check_trailer_names, check_values,
-                                     data_after_end, frame_head, malformed, only_line_breaks)
+                                     UpstreamClosed, check_informational, check_trailer_names,
+                                     check_values, data_after_end, frame_head, malformed,
+                                     only_line_breaks)
 
 _HEAD = "awaiting a head"
 _BODY = "reading the body"
@@ -58,7 +59,8 @@ _STAND_IN_HEADERS = [(b"host", b"upstream")]
 class H11Reader:
     """Same interface as `LlhttpReader`."""
 
-    __slots__ = ("error", "keep_alive", "_conn", "_state", "_head_request", "_framing", "_raw")
+    __slots__ = ("error", "keep_alive", "_conn", "_state", "_head_request", "_framing", "_raw",
+                 "_informational", "_informational_size")
 
     def __init__(self) -> None:
         self.start(b"GET")
@@ -76,6 +78,8 @@ class H11Reader:
         self.error: BadGateway | None = None
         self.keep_alive = False
         self._raw = bytearray()  # bytes fed that no event has accounted for yet
+        self._informational = 0  # 1xx heads read in this cycle
+        self._informational_size = 0  # their bytes
 
     @property
     def done(self) -> bool:
@@ -193,6 +197,9 @@ class H11Reader:
         framing, keep_alive = frame_head(bytes(event.http_version), event.status_code,
                                          reason, fields, self._head_request)
         if framing is INFORMATIONAL:
+            self._informational += 1
+            self._informational_size += len(span)
+            check_informational(self._informational, self._informational_size)
             return None
         self._framing = framing
         self.keep_alive = keep_alive

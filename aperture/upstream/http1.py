@@ -32,10 +32,12 @@ it itself; the note in brackets says who needed the extra check.
    values; h11 takes controls other than NUL, VT, FF: both check reasons, the
    native reader strips, the twin checks values.]
 5. A head is at most `MAX_HEAD` (64 KiB) bytes counted as received, from the
-   first byte of its status line through the empty line that ends it; each
-   1xx head counts on its own. A larger head is malformed as soon as the
-   bytes received show it, whatever the reads' sizes. [Neither parser counts
-   this way: both readers count.]
+   first byte of its status line through the empty line that ends it. A
+   larger head is malformed as soon as the bytes received show it, whatever
+   the reads' sizes. The 1xx heads before the final one are at most
+   `MAX_INFORMATIONAL` (100) and `MAX_HEAD` bytes together: an upstream that
+   floods 1xx heads is malformed, not waited on forever. [Neither parser
+   counts this way: both readers count.]
 6. Framing (RFC 9112 §6.3): 1xx, 204, 304 and answers to HEAD have no body.
    Otherwise `Transfer-Encoding`, which must be one header whose value is
    `chunked` (any case), or `Content-Length`, which must be one header of 1 to
@@ -89,6 +91,8 @@ from aperture.errors import BadGateway
 
 #: largest response head, in bytes as received (rule 5)
 MAX_HEAD = 64 * 1024
+#: most 1xx heads before a final one (rule 5)
+MAX_INFORMATIONAL = 100
 #: what the twin's h11 may buffer of an incomplete chunk line or trailer section
 TWIN_BUFFER = 1024 * 1024
 _MAX_U64 = (1 << 64) - 1
@@ -104,6 +108,15 @@ def malformed(problem: str) -> BadGateway:
 
 def data_after_end() -> BadGateway:
     return malformed("data after the end of the response")
+
+
+def check_informational(count: int, size: int) -> None:
+    """Rule 5 for the 1xx heads of one response: `count` of them so far,
+    `size` bytes together."""
+    if count > MAX_INFORMATIONAL:
+        raise malformed("more than %d informational (1xx) heads" % MAX_INFORMATIONAL)
+    if size > MAX_HEAD:
+        raise malformed("informational (1xx) heads larger than %d bytes together" % MAX_HEAD)
 
 
 class Framing:

@@ -41,8 +41,8 @@ from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 from aperture.errors import BadGateway
 from aperture.upstream.events import END, BodyChunk, ResponseHead
 from aperture.upstream.http1 import (INFORMATIONAL, MAX_HEAD, NO_BODY, UNTIL_CLOSE, UpstreamClosed,
-                                     check_trailer_names, data_after_end, frame_head, malformed,
-                                     only_line_breaks)
+                                     check_informational, check_trailer_names, data_after_end,
+                                     frame_head, malformed, only_line_breaks)
 
 _HEAD = "awaiting a head"
 _BODY = "reading the body"
@@ -62,7 +62,7 @@ class LlhttpReader:
 
     __slots__ = ("error", "keep_alive", "_parser", "_state", "_head_request", "_framing",
                  "_head_size", "_tail", "_prefix", "_reason", "_fields", "_head", "_body",
-                 "_ended")
+                 "_ended", "_informational", "_informational_size")
 
     def __init__(self) -> None:
         self.start(b"GET")
@@ -77,6 +77,8 @@ class LlhttpReader:
         self._head: ResponseHead | None = None
         self._body: list[bytes] = []
         self._ended = False  # END is due in the events of this read
+        self._informational = 0  # 1xx heads read in this cycle
+        self._informational_size = 0  # their bytes
         self._next_head()
 
     def _next_head(self) -> None:
@@ -250,6 +252,13 @@ class LlhttpReader:
         if framing is INFORMATIONAL:
             # A 1xx message ends with its head (RFC 9110 §15.2); llhttp
             # knows that of 100-103 only and would read a body after others.
+            self._informational += 1
+            self._informational_size += self._head_size
+            try:
+                check_informational(self._informational, self._informational_size)
+            except BadGateway as exc:
+                self.error = exc
+                raise _Stop() from None
             self._next_head()
             return
         self._head = ResponseHead(status, self._reason, fields)

@@ -80,6 +80,14 @@ class Pool:
             raise GatewayTimeout("timed out connecting to upstream %s:%d" % (host, port)) from None
         except ssl.SSLError as exc:
             raise BadGateway("TLS handshake with upstream %s:%d failed: %s" % (host, port, exc.reason)) from None
+        except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError) as exc:
+            if scheme != "https":
+                raise BadGateway("cannot connect to upstream %s:%d: %s"
+                                 % (host, port, exc.strerror or exc.__class__.__name__)) from None
+            # A refused TCP connect is ConnectionRefusedError: this one was
+            # accepted, then closed during the handshake.
+            raise BadGateway("TLS handshake with upstream %s:%d failed: the upstream closed "
+                             "the connection" % (host, port)) from None
         except OSError as exc:
             if exc.errno in (errno.EMFILE, errno.ENFILE):
                 raise _no_descriptor(host, port) from None

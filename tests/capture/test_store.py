@@ -95,6 +95,28 @@ def test_map_grows_when_full(tmp_path):
         assert r.get(recs[-1].id)["request_body"] == recs[-1].request_body
 
 
+def test_map_at_its_largest_size_is_a_clear_error_and_records_wait(tmp_path, monkeypatch, caplog):
+    from aperture.capture import schema
+
+    monkeypatch.setattr(schema, "MAX_MAP_SIZE", 1 << 20)
+    store = _store(tmp_path, map_size=512 * 1024)
+    recs = [make_record(request_body=os.urandom(30_000)) for _ in range(40)]
+    for r in recs:
+        store.submit(r)
+    assert not store.flush(3)  # they cannot all fit
+    assert store.stats["write_errors"] >= 1
+    message = ("capture store in %s (--data-dir) is full: its LMDB map is at its largest size, "
+               "1.0 MiB" % tmp_path)
+    assert message in caplog.text
+    # More room (a larger limit here; a shorter retention or a bigger disk
+    # in life): the records that waited are written.
+    monkeypatch.setattr(schema, "MAX_MAP_SIZE", 1 << 30)
+    assert store.flush(30)
+    store.close()
+    with CaptureReader(str(tmp_path)) as r:
+        assert len(r.records(limit=None)) == 40
+
+
 def test_write_errors_are_logged_and_retried(tmp_path, monkeypatch, caplog):
     store = _store(tmp_path)
     real = store._apply

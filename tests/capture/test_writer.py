@@ -198,11 +198,50 @@ def test_read_frames_gives_payloads_up_to_a_cut_frame():
     recs = [make_record(), make_record(request_body=b"", response_body=b"")]
     data = b"".join(b"".join(codec.journal_parts(r)) for r in recs)
     cut = b"".join(codec.journal_parts(make_record()))[:-3]
-    payloads, used = codec.read_frames(data + cut)
-    assert used == len(data)
+    payloads, damaged = codec.read_frames(data + cut)
+    assert damaged == [(len(data), len(cut))]
     assert [codec.decode_journal_entry(p) for p in payloads] == [
         (orjson.loads(orjson.dumps(fields)), req, resp)
         for fields, req, resp in map(codec.record_entry, recs)]
+
+
+def frames(recs) -> list[bytes]:
+    return [b"".join(codec.journal_parts(r)) for r in recs]
+
+
+def entries(recs) -> list:
+    return [(orjson.loads(orjson.dumps(fields)), req, resp)
+            for fields, req, resp in map(codec.record_entry, recs)]
+
+
+@pytest.mark.parametrize("damage", ["crc", "magic", "length", "zeroes", "garbage"])
+def test_read_frames_resyncs_after_a_damaged_frame_in_the_middle(damage):
+    recs = [make_record(response_body=b"APJ1 in a body" * 3) for _ in range(5)]
+    parts = frames(recs)
+    victim = bytearray(parts[2])
+    if damage == "crc":
+        victim[-1] ^= 0xFF  # a flipped bit in the payload
+    elif damage == "magic":
+        victim[:4] = b"XPJ1"
+    elif damage == "length":
+        victim[4:8] = struct.pack("<I", 1 << 30)
+    elif damage == "zeroes":
+        victim = bytearray(len(victim))  # a block of the file lost
+    else:
+        victim[:] = victim[:40] + b"\x00garbage APJ1 garbage"
+    data = b"".join(parts[:2]) + bytes(victim) + b"".join(parts[3:])
+    payloads, damaged = codec.read_frames(data)
+    assert [codec.decode_journal_entry(p) for p in payloads] == entries(recs[:2] + recs[3:])
+    assert damaged == [(len(parts[0]) + len(parts[1]), len(victim))]
+
+
+def test_read_frames_keeps_the_frames_after_a_damaged_tail_and_reports_both():
+    recs = [make_record() for _ in range(3)]
+    parts = frames(recs)
+    data = parts[0] + b"junk" * 10 + parts[1] + parts[2][:-5]
+    payloads, damaged = codec.read_frames(data)
+    assert [codec.decode_journal_entry(p) for p in payloads] == entries(recs[:2])
+    assert damaged == [(len(parts[0]), 40), (len(parts[0]) + 40 + len(parts[1]), len(parts[2]) - 5)]
 
 
 def _frame(payload: bytes) -> bytes:

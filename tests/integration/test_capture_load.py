@@ -104,8 +104,9 @@ def one_request(kind: int, n: int, claude, gpt) -> tuple[str, dict, dict, int]:
         if kind in (2, 3):
             req["system"] = [{"type": "text", "text": "cached system prompt " * 8,
                               "cache_control": {"type": "ephemeral"}}]
-        if kind == 3:
+        if kind == 3:  # a system prompt: the simulator calls a tool when the choice says so
             req["tools"] = TOOLS_ANTHROPIC
+            req["tool_choice"] = {"type": "any"}
         if kind in (1, 3):
             with claude.messages.stream(**req, extra_headers=sim) as s:
                 got = s.get_final_message().usage.model_dump()

@@ -104,7 +104,7 @@ def test_max_output_tokens_makes_the_answer_incomplete():
 ])
 def test_tool_choice(choice, text, expected):
     other = {"type": "function", "name": "other", "parameters": {}}
-    body = request(tools=[{"type": "web_search"}, FUNCTION, other],
+    body = request(tools=[{"type": "web_search"}, FUNCTION, other], instructions=None,
                    input=[{"role": "user", "content": "earlier tool talk"},
                           {"role": "assistant", "content": "ok"}, {"role": "user", "content": text}])
     if choice is not None:
@@ -114,7 +114,7 @@ def test_tool_choice(choice, text, expected):
 
 
 def test_tool_call_body():
-    body = request(input="use the tool", tools=[FUNCTION])
+    body = request(input="use the tool", tools=[FUNCTION], instructions=None)
     answer = orjson.loads(responses.response_body(responses.plan(body, 12), 6))
     assert answer["output"] == [{"id": responses.function_item_id(6), "type": "function_call",
                                  "status": "completed", "arguments": '{"sku":"x","count":1}',
@@ -149,7 +149,8 @@ def test_text_stream_sequence():
 
 
 def test_tool_call_stream_sequence():
-    plan = responses.plan(request(input="use the tool", tools=[FUNCTION], reasoning={"effort": "high"}), 12)
+    plan = responses.plan(request(input="use the tool", tools=[FUNCTION], reasoning={"effort": "high"},
+                                  instructions=None), 12)
     parsed = events(responses.stream(plan, 8, created=1).joined())
     assert [e["type"] for e in parsed] == [
         "response.created", "response.in_progress", "response.output_item.added",

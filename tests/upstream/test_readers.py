@@ -7,7 +7,7 @@ import pytest
 
 from aperture.errors import BadGateway
 from aperture.upstream.events import END, BodyChunk, ResponseHead
-from aperture.upstream.http1 import MAX_HEAD, UpstreamClosed
+from aperture.upstream.http1 import MAX_HEAD, MAX_INFORMATIONAL, UpstreamClosed
 
 from .helpers import trace
 
@@ -217,6 +217,27 @@ def test_head_size_counts_each_informational_head_apart(reader_class):
     info = head_of_size(MAX_HEAD).replace(b"200 OK", b"103 OK").replace(b"Content-Length: 1", b"X-Hint: 1")
     t = trace(reader_class, info + head_of_size(MAX_HEAD) + b"x", eof=False)
     assert t.body == b"x"
+
+
+@pytest.mark.parametrize("count, ok", [(MAX_INFORMATIONAL, True), (MAX_INFORMATIONAL + 1, False)])
+def test_informational_heads_are_bounded_in_number(reader_class, count, ok):
+    data = b"HTTP/1.1 100 Continue\r\n\r\n" * count + OK_3
+    for cuts in [(), tuple(range(25, len(data), 25)), tuple(range(1, len(data), 7))]:
+        t = trace(reader_class, data, cuts, eof=False)
+        if ok:
+            assert t.body == b"abc" and t.ended, cuts
+        else:
+            assert isinstance(t.error, BadGateway) and t.events == [], cuts
+            assert "more than 100 informational (1xx) heads" in t.error.message
+
+
+def test_informational_heads_are_bounded_in_bytes_together(reader_class):
+    half = head_of_size(MAX_HEAD // 2 + 9).replace(b"200 OK", b"103 OK").replace(
+        b"Content-Length: 1", b"X-Hint: 1")
+    assert len(half) == MAX_HEAD // 2 + 1
+    t = trace(reader_class, half + half + OK_3, eof=False)
+    assert isinstance(t.error, BadGateway) and t.events == []
+    assert "informational (1xx) heads larger than 65536 bytes together" in t.error.message
 
 
 def test_unending_head_is_refused_once_over_the_limit(reader_class):
