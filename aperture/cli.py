@@ -60,7 +60,11 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--listen", default="127.0.0.1:8080", show_default=True, help="HOST:PORT to listen on.")
+@click.option("--listen", default="127.0.0.1:8080", show_default=True, metavar="HOST:PORT|tailnet[:PORT]",
+              help="Where to listen. tailnet: only on this node's Tailscale addresses, read from "
+                   "tailscaled (--tailscaled-socket) and followed when they change; port 80 unless "
+                   "given. With tailscaled in userspace networking, which forwards tailnet "
+                   "connections to 127.0.0.1, that is 127.0.0.1:PORT.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 256),
               help="Worker processes sharing the port (SO_REUSEPORT).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
@@ -78,6 +82,14 @@ def main() -> None:
                    "socket exists; dev:<user> with the embedded default config.")
 @click.option("--tailscaled-socket", default=DEFAULT_SOCKET, show_default=True,
               type=click.Path(dir_okay=False))
+@click.option("--tailnet-poll", default=5.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="With --listen tailnet: seconds between two reads of tailscaled's status "
+                   "(addresses that appear are bound, those gone are closed).")
+@click.option("--grants-capability", default="tailscale.com/cap/aperture", show_default=True,
+              metavar="NAME",
+              help="Capability under which grants from the tailnet policy file arrive (WhoIs "
+                   "CapMap); they add to the config's grants. A control server that refuses "
+                   "tailscale.com names (headscale) needs another, e.g. example.com/cap/aperture.")
 @click.option("--max-body-size", default="32MiB", show_default=True, help="Largest request body accepted.")
 @click.option("--capture-body-size", default="8MiB", show_default=True,
               help="Bodies above this size are captured truncated.")
@@ -103,20 +115,24 @@ def main() -> None:
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(listen, workers, config_path, data_dir, no_capture, capture_writer, identity_spec, tailscaled_socket,
-          max_body_size, capture_body_size, connect_timeout, first_byte_timeout, idle_timeout,
-          drain_timeout, header_timeout, body_timeout, max_connections, ui_hosts, log_level) -> None:
+          tailnet_poll, grants_capability, max_body_size, capture_body_size, connect_timeout,
+          first_byte_timeout, idle_timeout, drain_timeout, header_timeout, body_timeout, max_connections, ui_hosts, log_level) -> None:
     """Run the gateway."""
     from aperture.config import read_config_text
     from aperture.configstore import compile_config
     from aperture.errors import ConfigError
     from aperture.gateway import Settings
     from aperture.ingress.server import parse_listen, serve as run_server
+    from aperture.ingress.tailnet import parse_tailnet_listen
     from aperture.serve import make_app_factory
 
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        listen_host, _ = parse_listen(listen)
+        if parse_tailnet_listen(listen) is not None:
+            listen_host = ""
+        else:
+            listen_host, _ = parse_listen(listen)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--listen") from None
     config = None
@@ -144,13 +160,15 @@ def serve(listen, workers, config_path, data_dir, no_capture, capture_writer, id
     try:
         factory = make_app_factory(config_path, settings, identity_spec=identity_spec,
                                    tailscaled_socket=tailscaled_socket,
+                                   grants_capability=grants_capability,
                                    data_dir=None if no_capture else data_dir,
                                    capture=os.environ.get("APERTURE_CAPTURE_WRITER") or capture_writer)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     sys.exit(run_server(factory, listen, workers=workers, drain_timeout=drain_timeout,
                         header_timeout=header_timeout, body_timeout=body_timeout,
-                        max_connections=max_connections))
+                        max_connections=max_connections, tailscaled_socket=tailscaled_socket,
+                        tailnet_poll=tailnet_poll))
 
 
 if __name__ == "__main__":

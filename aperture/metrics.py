@@ -14,6 +14,9 @@ tenth of a proxied request's CPU here, so the request path does not use it;
 the library writes the exposition format (a custom collector), and the tests
 read it back with its parser.
 
+The identity source's own counters (WhoIs calls by result, aperture.identity.whois)
+are read when scraped too.
+
 Gauges are read when scraped: exchanges in flight and those streaming (the
 gateway's set of live exchanges), open client connections (the server's
 connection set), upstream connections (in use by live exchanges; idle in
@@ -192,6 +195,9 @@ def worker_snapshot(gateway) -> dict:
         # unless something leaks a task
         "tasks": len(asyncio.all_tasks()),
     }
+    lookups = getattr(gateway.identity_source, "lookup_results", None)
+    if isinstance(lookups, dict):
+        snap["identity"] = dict(lookups)
     snap["capture"] = {"dropped": stats.get("dropped", 0),
                        "journal_errors": stats.get("journal_errors", 0),
                        "write_errors": stats.get("write_errors", 0)}
@@ -200,7 +206,7 @@ def worker_snapshot(gateway) -> dict:
 
 def merge(snaps: list[dict]) -> dict:
     total: dict = {"requests": {}, "models": {}, "ttfb": {}, "duration": {}, "gauges": {},
-                   "capture": {}, "unrouted": {}, "workers": len(snaps)}
+                   "capture": {}, "identity": {}, "unrouted": {}, "workers": len(snaps)}
     for s in snaps:
         for row in s.get("unrouted", ()):
             k = tuple(row[:2])
@@ -221,7 +227,7 @@ def merge(snaps: list[dict]) -> dict:
                 else:
                     for i, v in enumerate(h):
                         acc[i] += v
-        for part in ("gauges", "capture"):
+        for part in ("gauges", "capture", "identity"):
             for k, v in s.get(part, {}).items():
                 total[part][k] = total[part].get(k, 0) + v
     return total
@@ -325,6 +331,13 @@ def render(total: dict, journal: int) -> bytes:
         errs.add_metric(["journal"], c.get("journal_errors", 0))
         errs.add_metric(["write"], c.get("write_errors", 0))
         yield errs
+        if total.get("identity"):
+            who = CounterMetricFamily("aperture_identity_lookups", "WhoIs calls to tailscaled's "
+                                      "LocalAPI (one per client connection at most), by result.",
+                                      labels=["result"])
+            for result, count in sorted(total["identity"].items()):
+                who.add_metric([result], count)
+            yield who
         yield GaugeMetricFamily("aperture_workers", "Workers whose counts this scrape sums.",
                                 value=total["workers"])
 

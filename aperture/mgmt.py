@@ -85,13 +85,20 @@ def providers(identity: Identity, config: Config, policy: Policy) -> tuple[int, 
 
 
 def whoami(identity: Identity, policy: Policy) -> tuple[int, dict]:
+    """Who the gateway takes the caller for, the role and model globs their
+    grants give (config and tailnet policy file together; no globs without a
+    role, since they give nothing then), and the capability objects the
+    tailnet policy file grants them (`tailnet_grants`)."""
+    access = policy.access(identity)
     return 200, {
         "login": identity.login,
         "display_name": identity.display_name,
         "node": {"name": identity.node_name, "id": identity.node_id},
         "tags": list(identity.tags),
         "groups": list(identity.groups),
-        "role": policy.role(identity),
+        "role": access.role,
+        "models": list(access.models) if access.role is not None else [],
+        "tailnet_grants": [orjson.loads(text) for text in identity.tailnet_grants],
         "source": identity.source,
     }
 

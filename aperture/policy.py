@@ -23,6 +23,16 @@ Two spellings of grants are read:
   whole model, so its `*` also crosses `/` (`openrouter` + `*` matches
   `openrouter/qwen/qwen3-coder`); it is translated to `**`.
 
+Grants from the tailnet policy file. A grant there (with the gateway node in
+`dst`) reaches the gateway as a peer capability: WhoIs returns its list of
+capability objects in `CapMap`, and the identity carries them
+(`Identity.tailnet_grants`, aperture.identity.whois). They are compiled like
+the capability list of a config grant whose `src` is the caller, and added to
+the config's grants: grants only add, so the same grant in both places gives
+nothing more. A capability object that does not compile (a bad role, a glob
+that matches no model) is left out with a warning in the log; the others
+still apply.
+
 `src` entries: `*` (everyone, tagged nodes included), a login name (compared
 case-insensitively), `tag:NAME`, `group:NAME` (matches only when the identity
 carries groups, i.e. tailscaled reports them under visible-groups), a SCIM
@@ -45,10 +55,13 @@ caches, so a decision never outlives the grants it came from.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from aperture.config import path_key, type_name
 from aperture.errors import ConfigError
@@ -65,6 +78,8 @@ __all__ = [
     "validate_grants",
     "NO_ROLE",
 ]
+
+log = logging.getLogger("aperture.policy")
 
 APERTURE_CAP = "tailscale.com/cap/aperture"
 ROLES = ("admin", "user")
@@ -442,7 +457,10 @@ class Policy:
         role: str | None = None
         read_metrics = False
         globs: dict[str, None] = {}  # ordered set
-        for grant in self._grants:
+        grants = self._grants
+        if identity.tailnet_grants:
+            grants = grants + tailnet_grants(identity)
+        for grant in grants:
             if not grant.src.matches(login, tags, groups):
                 continue
             if grant.role == "admin" or role is None:
@@ -494,6 +512,26 @@ class Policy:
             return []
         items = providers.values() if isinstance(providers, Mapping) else providers
         return [(p, m) for p in items for m in p.models if access.may_use(f"{p.id}/{m}")]
+
+
+def tailnet_grants(identity: Identity) -> tuple[_Grant, ...]:
+    """The identity's grants from the tailnet policy file, compiled as grants
+    whose `src` is the caller. A capability object that does not compile is
+    left out, and the log says why."""
+    out = []
+    for text in identity.tailnet_grants:
+        compiler = _Compiler()
+        try:
+            cap = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            cap = text
+        compiler.current(0, {"src": ["*"], "app": {APERTURE_CAP: [cap]}})
+        if compiler.problems:
+            reason = compiler.problems[0].split(": ", 1)[-1]
+            log.warning("policy: grant %s from the tailnet policy file for %s ignored: %s",
+                        text, identity.principal or identity.node_name or "?", reason)
+        out.extend(compiler.grants)
+    return tuple(out)
 
 
 def _evict_oldest(cache: dict) -> None:

@@ -34,9 +34,11 @@ def capture_writer(choice: str, retention: str | None) -> str:
 
 
 def make_app_factory(config_path: str | None, settings: Settings, *, identity_spec: str,
-                     tailscaled_socket: str, data_dir: str | None, capture: str = "auto"):
+                     tailscaled_socket: str, data_dir: str | None, capture: str = "auto",
+                     grants_capability: str | None = None):
     # Made here, so a bad identity spec fails before any worker starts.
-    source = make_source(identity_spec, tailscaled_socket=tailscaled_socket)
+    source = make_source(identity_spec, tailscaled_socket=tailscaled_socket,
+                         grants_capability=grants_capability)
     # Made before the workers fork: where they find each other's metrics
     # (aperture.metrics), private to this user, removed when serve exits.
     metrics_dir = tempfile.mkdtemp(prefix="aperture-metrics-")

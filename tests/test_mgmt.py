@@ -96,13 +96,15 @@ def test_whoami(state):
     policy = state[1]
     assert mgmt.whoami(ADMIN, policy) == (200, {
         "login": "ops@example.com", "display_name": "Ops", "node": {"name": "ops-mac", "id": "nOPS"},
-        "tags": [], "groups": [], "role": "admin", "source": "tailscale",
+        "tags": [], "groups": [], "role": "admin", "models": ["**"], "tailnet_grants": [],
+        "source": "tailscale",
     })
     _, body = mgmt.whoami(CI, policy)
     assert body["login"] == "" and body["tags"] == ["tag:ci"] and body["role"] == "user"
     _, body = mgmt.whoami(DEV, policy)
     assert body["groups"] == ["group:eng"]
     assert mgmt.whoami(STRANGER, policy)[1]["role"] is None
+    assert mgmt.whoami(STRANGER, policy)[1]["models"] == []
 
 
 def make_store(tmp_path):

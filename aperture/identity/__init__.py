@@ -15,6 +15,10 @@ class Identity:
 
     `login` is the user's login name, or "" for a tagged node (which is identified
     by its `tags` and has no user). `node_name` and `node_id` name the device.
+    `tailnet_grants` are the capability objects the tailnet policy file grants
+    this caller on the gateway (WhoIs `CapMap`, aperture.identity.whois), each
+    as compact JSON text so that an identity stays hashable; the policy adds
+    them to the config's grants (aperture.policy).
     """
 
     login: str
@@ -24,6 +28,7 @@ class Identity:
     tags: tuple[str, ...] = ()
     groups: tuple[str, ...] = ()
     source: str = "dev"  # "tailscale" | "serve-headers" | "dev"
+    tailnet_grants: tuple[str, ...] = ()
 
     @property
     def is_tagged(self) -> bool:

@@ -72,15 +72,25 @@ class IdentitySource(Protocol):
 SPECS_TEXT = '"tailscale", "serve-headers" or "dev:LOGIN"'
 
 
-def make_source(spec: str, *, tailscaled_socket: str = DEFAULT_TAILSCALED_SOCKET) -> IdentitySource:
-    """Build the source named by `spec`; a bad spec raises ValueError saying why."""
+def make_source(spec: str, *, tailscaled_socket: str = DEFAULT_TAILSCALED_SOCKET,
+                grants_capability: str | None = None) -> IdentitySource:
+    """Build the source named by `spec`; a bad spec raises ValueError saying why.
+
+    `grants_capability` (tailscale only) names the WhoIs CapMap entry that
+    carries grants from the tailnet policy file; None: tailscale.com/cap/aperture."""
     if not isinstance(spec, str):
         raise ValueError(f"identity source must be {SPECS_TEXT}")
     name = spec.strip()
     if name == "tailscale":
         from aperture.identity.whois import WhoisSource
 
-        return WhoisSource(tailscaled_socket)
+        if grants_capability is None:
+            return WhoisSource(tailscaled_socket)
+        capability = grants_capability.strip()
+        if not capability or any(c.isspace() for c in capability):
+            raise ValueError(f"grants capability must be a capability name such as "
+                             f"example.com/cap/aperture, got {grants_capability!r}")
+        return WhoisSource(tailscaled_socket, capability=capability)
     if name == "serve-headers":
         from aperture.identity.serve_headers import ServeHeadersSource
 

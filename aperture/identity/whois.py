@@ -11,6 +11,13 @@ with h11; the whole lookup has a short deadline.
 * 200: the JSON (`Node`, `UserProfile`, Go field names) becomes an Identity
   (`identity_from_whois`). A tagged node (non-empty `Node.Tags`, or the
   control plane's `tagged-devices` profile) has no user: login "" and its tags.
+  A node with neither a user nor tags is refused (Forbidden, saying so).
+  `CapMap` holds what the tailnet policy file grants the peer on this node
+  (grants with this node in `dst` and an `app` capability). The list under
+  the aperture capability (`tailscale.com/cap/aperture` by default; another
+  name with `--grants-capability`, since a control server such as headscale
+  may refuse names in the tailscale.com domain) becomes the identity's
+  `tailnet_grants`, added to the config's grants by the policy.
 * 404 ("no match for IP:port"): the peer is not on the tailnet -> Forbidden.
 * Anything else (socket missing, refused, timeout, another status, a
   garbled answer) -> Unavailable naming the socket and the reason, and one
@@ -41,15 +48,19 @@ import orjson
 
 from aperture.errors import Forbidden, Unavailable
 from aperture.identity import Identity
+from aperture.policy import APERTURE_CAP
 
-__all__ = ["WhoisSource", "identity_from_whois", "whois_addr", "LOCALAPI_HOST"]
+__all__ = ["WhoisSource", "identity_from_whois", "whois_addr", "localapi_get", "LOCALAPI_HOST",
+           "NO_USER_NOR_TAGS"]
 
 log = logging.getLogger("aperture.identity")
 
 LOCALAPI_HOST = "local-tailscaled.sock"
 NOT_A_PEER = "not a tailnet peer"
+NO_USER_NOR_TAGS = "tailnet peer has neither a user nor tags"
 _MAX_BODY = 1 << 20
 _LOG_INTERVAL = 30.0  # seconds between two "unreachable" log lines
+LOOKUP_RESULTS = ("found", "not_a_peer", "refused", "unavailable")
 
 
 # --- protocol logic without I/O ---------------------------------------------------
@@ -89,8 +100,25 @@ def _strings(value: Any, what: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def identity_from_whois(doc: Any) -> Identity:
-    """Map a WhoIs JSON document to an Identity.
+def _capabilities(doc: dict, capability: str) -> tuple[str, ...]:
+    """The values under `capability` in the answer's CapMap, each as compact
+    JSON text with sorted keys (one spelling for one grant)."""
+    cap_map = doc.get("CapMap")
+    if cap_map is None:
+        return ()
+    if not isinstance(cap_map, dict):
+        raise ValueError("CapMap is not an object")
+    values = cap_map.get(capability)
+    if values is None:
+        return ()
+    if not isinstance(values, list):
+        raise ValueError(f"CapMap[{capability!r}] is not a list")
+    return tuple(orjson.dumps(v, option=orjson.OPT_SORT_KEYS).decode() for v in values)
+
+
+def identity_from_whois(doc: Any, capability: str = APERTURE_CAP) -> Identity:
+    """Map a WhoIs JSON document to an Identity; `capability` names the CapMap
+    entry that carries grants from the tailnet policy file.
 
     Raises ValueError when the document does not have the expected shape and
     Forbidden for a peer that has neither a user nor tags.
@@ -109,6 +137,7 @@ def identity_from_whois(doc: Any) -> Identity:
     if not node_name:
         node_name = _str(node.get("Name"), "Node.Name").split(".", 1)[0]
     node_id = _str(node.get("StableID"), "Node.StableID")
+    grants = _capabilities(doc, capability)
     if tags or login == "tagged-devices":
         # A tagged node has no user: it is known by its tags (pgproxy does the same).
         return Identity(
@@ -119,9 +148,10 @@ def identity_from_whois(doc: Any) -> Identity:
             tags=tags,
             groups=(),
             source="tailscale",
+            tailnet_grants=grants,
         )
     if not login:
-        raise Forbidden("tailnet peer has neither a user nor tags")
+        raise Forbidden(NO_USER_NOR_TAGS)
     return Identity(
         login=login,
         display_name=display or login,
@@ -130,6 +160,7 @@ def identity_from_whois(doc: Any) -> Identity:
         tags=(),
         groups=groups,
         source="tailscale",
+        tailnet_grants=grants,
     )
 
 
@@ -138,6 +169,56 @@ def _printable(data: bytes, limit: int = 120) -> str:
     first = text[0] if text else ""
     first = "".join(c if c.isprintable() else "?" for c in first)
     return first[:limit]
+
+
+# --- the LocalAPI ----------------------------------------------------------------
+
+
+async def localapi_get(socket_path: str, target: str) -> tuple[int, bytes]:
+    """One GET of the LocalAPI over a fresh unix-socket connection: (status, body).
+
+    Raises OSError (socket missing, refused, ...) and h11.ProtocolError (not
+    HTTP, cut short, larger than 1 MiB); the caller sets the deadline.
+    """
+    conn = h11.Connection(h11.CLIENT)
+    request = conn.send(
+        h11.Request(
+            method="GET",
+            target=target,
+            headers=[
+                ("Host", LOCALAPI_HOST),
+                ("Accept", "application/json"),
+                ("Connection", "close"),
+            ],
+        )
+    ) + (conn.send(h11.EndOfMessage()) or b"")
+    reader, writer = await asyncio.open_unix_connection(socket_path)
+    try:
+        writer.write(request)
+        await writer.drain()
+        status = 0
+        body = bytearray()
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                conn.receive_data(await reader.read(65536))
+                continue
+            if isinstance(event, h11.Response):
+                status = event.status_code
+            elif isinstance(event, h11.Data):
+                body += event.data
+                if len(body) > _MAX_BODY:
+                    raise h11.RemoteProtocolError("answer larger than 1 MiB")
+            elif isinstance(event, h11.EndOfMessage):
+                return status, bytes(body)
+            elif isinstance(event, h11.ConnectionClosed):
+                raise h11.RemoteProtocolError("connection closed before the answer ended")
+    finally:
+        writer.close()
+        try:
+            await writer.wait_closed()
+        except OSError:
+            pass
 
 
 # --- the source -------------------------------------------------------------------
@@ -156,8 +237,10 @@ class WhoisSource:
         cache_size: int = 4096,
         ttl: float = 60.0,
         negative_ttl: float = 5.0,
+        capability: str = APERTURE_CAP,
     ) -> None:
         self.socket_path = socket_path
+        self.capability = capability
         self.timeout = timeout
         self.cache_size = cache_size
         self.ttl = ttl
@@ -167,7 +250,10 @@ class WhoisSource:
         self._inflight: dict[Any, asyncio.Future[Identity]] = {}
         self._last_log = -_LOG_INTERVAL
         self._suppressed = 0
-        self.lookups = 0  # LocalAPI calls made (for tests and stats)
+        self.lookups = 0  # LocalAPI calls made
+        # ... by outcome ("found", "not_a_peer", "refused", "unavailable"):
+        # /metrics counts them as aperture_identity_lookups.
+        self.lookup_results: dict[str, int] = dict.fromkeys(LOOKUP_RESULTS, 0)
 
     async def resolve(self, peer: tuple, headers: list[tuple[bytes, bytes]]) -> Identity:
         host, port = peer[0], int(peer[1])
@@ -216,6 +302,19 @@ class WhoisSource:
 
     async def _lookup(self, addr: str) -> Identity:
         self.lookups += 1
+        results = self.lookup_results
+        try:
+            identity = await self._ask(addr)
+        except Forbidden as e:
+            results["not_a_peer" if e.message == NOT_A_PEER else "refused"] += 1
+            raise
+        except Unavailable:
+            results["unavailable"] += 1
+            raise
+        results["found"] += 1
+        return identity
+
+    async def _ask(self, addr: str) -> Identity:
         try:
             async with asyncio.timeout(self.timeout):
                 status, body = await self._get(addr)
@@ -236,52 +335,13 @@ class WhoisSource:
         if status != 200:
             raise self._unavailable(f"HTTP {status} {_printable(body)}".rstrip())
         try:
-            return identity_from_whois(orjson.loads(body))
+            return identity_from_whois(orjson.loads(body), self.capability)
         except (orjson.JSONDecodeError, ValueError) as e:
             raise self._unavailable(f"malformed whois answer: {e}") from None
 
     async def _get(self, addr: str) -> tuple[int, bytes]:
-        """One GET over a fresh unix-socket connection: (status, body)."""
         target = "/localapi/v0/whois?addr=" + urllib.parse.quote(addr, safe="")
-        conn = h11.Connection(h11.CLIENT)
-        request = conn.send(
-            h11.Request(
-                method="GET",
-                target=target,
-                headers=[
-                    ("Host", LOCALAPI_HOST),
-                    ("Accept", "application/json"),
-                    ("Connection", "close"),
-                ],
-            )
-        ) + (conn.send(h11.EndOfMessage()) or b"")
-        reader, writer = await asyncio.open_unix_connection(self.socket_path)
-        try:
-            writer.write(request)
-            await writer.drain()
-            status = 0
-            body = bytearray()
-            while True:
-                event = conn.next_event()
-                if event is h11.NEED_DATA:
-                    conn.receive_data(await reader.read(65536))
-                    continue
-                if isinstance(event, h11.Response):
-                    status = event.status_code
-                elif isinstance(event, h11.Data):
-                    body += event.data
-                    if len(body) > _MAX_BODY:
-                        raise h11.RemoteProtocolError("answer larger than 1 MiB")
-                elif isinstance(event, h11.EndOfMessage):
-                    return status, bytes(body)
-                elif isinstance(event, h11.ConnectionClosed):
-                    raise h11.RemoteProtocolError("connection closed before the answer ended")
-        finally:
-            writer.close()
-            try:
-                await writer.wait_closed()
-            except OSError:
-                pass
+        return await localapi_get(self.socket_path, target)
 
     def _unavailable(self, reason: str) -> Unavailable:
         message = f"tailscaled LocalAPI unreachable at {self.socket_path}: {reason}"

@@ -4,6 +4,10 @@
 the same address with SO_REUSEPORT (the kernel spreads connections between
 them; nothing on the request path is shared between processes).
 
+`listen` is HOST:PORT, or `tailnet[:PORT]`: then each worker binds the node's
+Tailscale addresses read from tailscaled's LocalAPI and follows them
+(aperture.ingress.tailnet).
+
 On SIGTERM or SIGINT a worker stops accepting, closes its idle keep-alive
 connections, lets in-flight exchanges finish (their responses end with
 `connection: close`) for up to `drain_timeout` seconds, aborts whatever is
@@ -27,6 +31,7 @@ from typing import Awaitable, Callable, Protocol
 import uvloop
 
 from aperture.ingress.protocol import HttpConnection, ServerState
+from aperture.ingress.tailnet import TailnetListener, parse_tailnet_listen
 
 log = logging.getLogger("aperture.server")
 
@@ -60,6 +65,24 @@ def bind_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
     sock.bind((host, port))
     sock.setblocking(False)
     return sock
+
+
+class SocketListener:
+    """One socket bound before the worker starts (HOST:PORT)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._handle = None
+        self._close = None
+
+    async def start(self, open_, close) -> None:
+        self._close = close
+        self._handle = await open_(self.sock)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._close(self._handle)
+            self._handle = None
 
 
 #: the connection limit when the open-files limit is unlimited
@@ -113,7 +136,7 @@ def descriptor_budget() -> int | None:
     return None if soft == resource.RLIM_INFINITY else max(2, soft - _RESERVED_FDS)
 
 
-async def _serve_worker(app_factory: AppFactory, sock: socket.socket, *, drain_timeout: float,
+async def _serve_worker(app_factory: AppFactory, listener, *, drain_timeout: float,
                         max_head_bytes: int, keepalive_timeout: float, header_timeout: float,
                         body_timeout: float, max_connections: int,
                         ready: Callable[[tuple], None] | None) -> None:
@@ -134,18 +157,23 @@ async def _serve_worker(app_factory: AppFactory, sock: socket.socket, *, drain_t
                         on_connection=app.on_connection)
     state.refuse_bad_request = getattr(app, "refuse_bad_request", None)
     state.fd_budget = descriptor_budget()
-    # create_server listens again: with its default backlog of 100, a busy
-    # worker would drop connections at the door.
-    server = await loop.create_server(lambda: HttpConnection(state), sock=sock, backlog=4096)
+
+    async def open_server(sock: socket.socket):
+        # create_server listens again: with its default backlog of 100, a busy
+        # worker would drop connections at the door.
+        server = await loop.create_server(lambda: HttpConnection(state), sock=sock, backlog=4096)
+        if ready is not None:
+            ready(sock.getsockname())
+        return server
+
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    if ready is not None:
-        ready(sock.getsockname())
+    await listener.start(open_server, lambda server: server.close())
     await stop.wait()
 
     # Drain: stop accepting, close idle connections, let in-flight ones finish.
-    server.close()
+    listener.close()
     state.draining = True
     for conn in list(state.connections):
         conn.shutdown()
@@ -158,12 +186,14 @@ async def _serve_worker(app_factory: AppFactory, sock: socket.socket, *, drain_t
     await app.close()
 
 
-def run_worker(app_factory: AppFactory, sock: socket.socket, *, drain_timeout: float = 30.0,
+def run_worker(app_factory: AppFactory, listener, *, drain_timeout: float = 30.0,
                max_head_bytes: int = 64 * 1024, keepalive_timeout: float = 75.0,
                header_timeout: float = 30.0, body_timeout: float = 60.0,
                max_connections: int = 16384,
                ready: Callable[[tuple], None] | None = None) -> None:
-    uvloop.run(_serve_worker(app_factory, sock, drain_timeout=drain_timeout,
+    if isinstance(listener, socket.socket):
+        listener = SocketListener(listener)
+    uvloop.run(_serve_worker(app_factory, listener, drain_timeout=drain_timeout,
                              max_head_bytes=max_head_bytes, keepalive_timeout=keepalive_timeout,
                              header_timeout=header_timeout, body_timeout=body_timeout,
                              max_connections=max_connections, ready=ready))
@@ -180,12 +210,25 @@ def _announce(addr: tuple) -> None:
 def serve(app_factory: AppFactory, listen: str, *, workers: int = 1, drain_timeout: float = 30.0,
           max_head_bytes: int = 64 * 1024, keepalive_timeout: float = 75.0,
           header_timeout: float = 30.0, body_timeout: float = 60.0,
-          max_connections: int | None = None) -> int:
-    host, port = parse_listen(listen)
+          max_connections: int | None = None,
+          tailscaled_socket: str | None = None, tailnet_poll: float = 5.0) -> int:
+    tailnet_port = parse_tailnet_listen(listen)
     options = dict(drain_timeout=drain_timeout, max_head_bytes=max_head_bytes,
                    keepalive_timeout=keepalive_timeout, header_timeout=header_timeout,
                    body_timeout=body_timeout, max_connections=fit_open_files(max_connections),
                    ready=_announce)
+    if tailnet_port is not None:
+        if tailscaled_socket is None:
+            raise ValueError("listening on the tailnet needs tailscaled's socket")
+        if workers <= 1:
+            run_worker(app_factory, TailnetListener(tailscaled_socket, tailnet_port,
+                                                    interval=tailnet_poll), **options)
+            return 0
+        return _run_workers(app_factory, workers,
+                            lambda: TailnetListener(tailscaled_socket, tailnet_port,
+                                                    reuse_port=True, interval=tailnet_poll),
+                            options)
+    host, port = parse_listen(listen)
     if workers <= 1:
         sock = bind_socket(host, port, reuse_port=False)
         run_worker(app_factory, sock, **options)
@@ -195,13 +238,26 @@ def serve(app_factory: AppFactory, listen: str, *, workers: int = 1, drain_timeo
     # socket, bound first, fixes the port when 0 was asked for.
     probe = bind_socket(host, port, reuse_port=True)
     port = probe.getsockname()[1]
+    try:
+        return _run_workers(app_factory, workers,
+                            lambda: bind_socket(host, port, reuse_port=True), options,
+                            after_start=probe.close)
+    finally:
+        probe.close()
+
+
+def _run_workers(app_factory: AppFactory, workers: int, make_listener: Callable, options: dict,
+                 after_start: Callable[[], None] | None = None) -> int:
+    """Fork the workers, each listening on what `make_listener()` gives it."""
     ctx = multiprocessing.get_context("fork")
     procs = []
     for _ in range(workers):
-        proc = ctx.Process(target=_worker_main, args=(app_factory, host, port, options), daemon=False)
+        proc = ctx.Process(target=_worker_main, args=(app_factory, make_listener, options),
+                           daemon=False)
         proc.start()
         procs.append(proc)
-    probe.close()
+    if after_start is not None:
+        after_start()
 
     def forward(signum, _frame):
         for proc in procs:
@@ -218,7 +274,6 @@ def serve(app_factory: AppFactory, listen: str, *, workers: int = 1, drain_timeo
     return status
 
 
-def _worker_main(app_factory: AppFactory, host: str, port: int, options: dict) -> None:
+def _worker_main(app_factory: AppFactory, make_listener: Callable, options: dict) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent forwards SIGTERM instead
-    sock = bind_socket(host, port, reuse_port=True)
-    run_worker(app_factory, sock, **options)
+    run_worker(app_factory, make_listener(), **options)

@@ -1,4 +1,4 @@
-"""A stand-in for tailscaled's LocalAPI: `GET /localapi/v0/whois` over a unix socket.
+"""A stand-in for tailscaled's LocalAPI: `GET /localapi/v0/whois` and `/localapi/v0/status` over a unix socket.
 
 It answers the way tailscaled does (wire-formats.md §7.1–7.2): tab-indented JSON
 with Go field names for known peers, `404 no match for IP:port` for unknown
@@ -6,6 +6,8 @@ ones, `403 invalid localapi request` when the Host is not `local-tailscaled.sock
 (or empty) or a Referer/Origin header is present, `400` for a missing `addr`.
 
 Peers are looked up by "IP:PORT" first, then by "IP" (IPv6 without brackets).
+`status` is the document `/localapi/v0/status` answers (the node's
+`TailscaleIPs`, `TUN`, `Self`); tests change it while the fake runs.
 
 In a test (thread):
 
@@ -50,6 +52,7 @@ def user(
     node_id: str | None = None,
     groups: list[str] | None = None,
     computed_name: bool = True,
+    cap_map: dict[str, list] | None = None,
 ) -> dict:
     """A WhoIs document for a node owned by a user."""
     uid = next(_ids)
@@ -76,10 +79,11 @@ def user(
     }
     if groups:
         profile["Groups"] = list(groups)
-    return {"Node": node, "UserProfile": profile, "CapMap": {}}
+    return {"Node": node, "UserProfile": profile, "CapMap": dict(cap_map or {})}
 
 
-def tagged(tags: list[str], *, node_name: str = "ci-runner", node_id: str | None = None) -> dict:
+def tagged(tags: list[str], *, node_name: str = "ci-runner", node_id: str | None = None,
+           cap_map: dict[str, list] | None = None) -> dict:
     """A WhoIs document for a tagged node (owned by the control plane's tagged-devices profile)."""
     uid = next(_ids)
     return {
@@ -95,7 +99,20 @@ def tagged(tags: list[str], *, node_name: str = "ci-runner", node_id: str | None
             "ComputedName": node_name,
         },
         "UserProfile": {"ID": 123456, "LoginName": "tagged-devices", "DisplayName": "Tagged Devices"},
-        "CapMap": {},
+        "CapMap": dict(cap_map or {}),
+    }
+
+
+def status(ips: list[str], *, tun: bool = True, state: str = "Running") -> dict:
+    """A `/localapi/v0/status` document for a node with these Tailscale addresses."""
+    return {
+        "Version": "1.98.10",
+        "TUN": tun,
+        "BackendState": state,
+        "TailscaleIPs": list(ips),
+        "Self": {"ID": "nGATEWAY1CNTRL", "HostName": "aperture", "DNSName": "aperture.example-tailnet.ts.net.",
+                 "TailscaleIPs": list(ips), "Online": True},
+        "Peer": {},
     }
 
 
@@ -131,6 +148,7 @@ class FakeTailscaled:
     def __init__(self, socket_path: str, peers: dict[str, Any] | None = None) -> None:
         self.socket_path = socket_path
         self.peers: dict[str, dict] = {k: _expand(v) for k, v in (peers or {}).items()}
+        self.status: dict = status(["100.101.102.1", "fd7a:115c:a1e0::1"])
         self.delay = 0.0  # seconds before each answer
         self.mode = "normal"  # "normal" | "garbage" (not HTTP) | "badjson" | "hang" | "status:N"
         self.requests: list[dict] = []  # {"target", "headers", "addr"} per request
@@ -146,6 +164,8 @@ class FakeTailscaled:
         if host not in ("", "local-tailscaled.sock") or "referer" in headers or "origin" in headers:
             return 403, "text/plain; charset=utf-8", b"invalid localapi request\n"
         url = urllib.parse.urlsplit(target)
+        if url.path == "/localapi/v0/status" and method == "GET":
+            return 200, "application/json", json.dumps(self.status, indent="\t").encode()
         if url.path != "/localapi/v0/whois":
             return 404, "text/plain; charset=utf-8", b"404 page not found\n"
         if method != "GET":

@@ -10,6 +10,8 @@ addresses, so the gateway's WhoIs lookup sees a different peer per caller:
     127.0.0.4  tagged node tag:ci (no user)
     127.0.0.5  carol@example.com  (member of group:ml, reported by tailscaled)
     127.0.0.6  dave@example.com   (matched only by a grant without a role)
+    127.0.0.7  erin@example.com   (granted only by the tailnet policy file, in CapMap)
+    127.0.0.8  a node with neither a user nor tags
     127.0.0.9  not on the tailnet ("no match")
 
 The provider simulator runs in-process too, so a test can see exactly what
@@ -44,8 +46,17 @@ CAP = "tailscale.com/cap/aperture"
 ANT_KEY = "sk-ant-api03-identity-suite-0123456789abcdef"
 OAI_KEY = "sk-proj-identity-suite-fedcba9876543210"
 
-ALICE, BOB, CI, CAROL, DAVE, UNKNOWN = (
-    "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6", "127.0.0.9")
+ALICE, BOB, CI, CAROL, DAVE, ERIN, NOBODY, UNKNOWN = (
+    "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6", "127.0.0.7", "127.0.0.8",
+    "127.0.0.9")
+ERIN_CAPS = [{"role": "user"}, {"models": "openai/gpt-5.4"}]
+
+
+def no_user_nor_tags() -> dict:
+    doc = user("", "", node_name="orphan", node_id="nORPHAN1CNTRL")
+    doc["UserProfile"]["LoginName"] = ""
+    return doc
+
 
 PEERS = {
     ALICE: user("alice@example.com", "Alice Example", node_name="alice-laptop", node_id="nALICE1CNTRL"),
@@ -54,6 +65,10 @@ PEERS = {
     CAROL: user("carol@example.com", "Carol Ml", node_name="carol-gpu", node_id="nCAROL1CNTRL",
                 groups=["group:ml"]),
     DAVE: user("dave@example.com", "Dave", node_name="dave-phone", node_id="nDAVE1CNTRL"),
+    ERIN: user("erin@example.com", "Erin", node_name="erin-mac", node_id="nERIN1CNTRL",
+               cap_map={"tailscale.com/cap/aperture": ERIN_CAPS,
+                        "example.com/cap/aperture": [{"role": "admin"}]}),
+    NOBODY: no_user_nor_tags(),
 }
 
 # provider -> models, in config order (the order /v1/models lists them in).
@@ -254,6 +269,7 @@ def grants_gw(request, tmp_path_factory, simulator, tailscaled):
     config = gateway_config(simulator.url, legacy=request.param == "temp_grants")
     with running_gateway(tmp_path_factory, config, "--tailscaled-socket", tailscaled.socket_path,
                          identity="tailscale") as gw:
+        gw.extra["grants"] = request.param
         yield gw
 
 
@@ -283,6 +299,27 @@ WHOAMI = {
            "node": {"name": "dave-phone", "id": "nDAVE1CNTRL"}, "tags": [], "groups": [],
            "role": None, "source": "tailscale"},
 }
+for _who in WHOAMI.values():
+    _who["tailnet_grants"] = []
+
+# Model globs in /api/whoami, per spelling of the grants: in grant order, the
+# legacy `*` of a model read as `**`; none without a role.
+WHOAMI_MODELS = {
+    "grants": {
+        ALICE: ["anthropic/claude-haiku-4-5", "anthropic/claude-sonnet-*", "openai/gpt-5.4-mini"],
+        BOB: ["anthropic/claude-haiku-4-5", "openai/**"],
+        CI: ["anthropic/claude-haiku-4-5", "openai/gpt-5.4"],
+        CAROL: ["anthropic/claude-haiku-4-5", "*/claude-opus-*"],
+        DAVE: [],
+    },
+    "temp_grants": {
+        ALICE: ["anthropic/claude-haiku-4-5", "anthropic/claude-sonnet-**", "openai/gpt-5.4-mini"],
+        BOB: ["anthropic/claude-haiku-4-5", "openai/**"],
+        CI: ["anthropic/claude-haiku-4-5", "openai/gpt-5.4"],
+        CAROL: ["anthropic/claude-haiku-4-5", "*/claude-opus-**"],
+        DAVE: [],
+    },
+}
 
 
 @pytest.mark.parametrize("source", list(WHOAMI), ids=CALLER_IDS.get)
@@ -294,7 +331,7 @@ def test_whoami_per_caller(grants_gw, tailscaled, source):
     finally:
         client.close()
     assert reply.status == 200, reply.body
-    assert reply.json() == WHOAMI[source]
+    assert reply.json() == {**WHOAMI[source], "models": WHOAMI_MODELS[grants_gw.extra["grants"]][source]}
     # The gateway asked about this very connection (IP and port), as tailscaled expects.
     lookups = [r for r in tailscaled.requests
                if r["target"] == "/localapi/v0/whois?addr=" + urllib.parse.quote(f"{source}:{port}", safe="")]
@@ -365,6 +402,63 @@ def test_localapi_errors_other_than_no_match_are_503(ts_gw, tailscaled):
         tailscaled.mode = "normal"
     assert_error(reply, 503, "openai", "tailscaled LocalAPI unreachable", exact=False)
     assert call(ts_gw.port, "GET", "/api/whoami", source=ALICE).status == 200
+
+
+@pytest.mark.parametrize("mode,words", [("garbage", "malformed HTTP answer"),
+                                        ("badjson", "malformed whois answer")])
+def test_localapi_answering_garbage_is_503_naming_tailscaled(ts_gw, tailscaled, simulator,
+                                                             mode, words):
+    upstream = Upstream(simulator)
+    tailscaled.mode = mode
+    try:
+        who = call(ts_gw.port, "GET", "/api/whoami", source=ALICE)
+        reply, marker = ask(ts_gw.port, ALICE, "anthropic/claude-sonnet-4-6")
+    finally:
+        tailscaled.mode = "normal"
+    assert_error(who, 503, "openai", "tailscaled LocalAPI unreachable", exact=False)
+    assert words in who.json()["error"]["message"]
+    assert reply.status == 503 and reply.json()["error"]["type"] == "overloaded_error"
+    assert "tailscaled LocalAPI unreachable" in reply.json()["error"]["message"]
+    assert upstream.unchanged() and not upstream.with_marker(marker)
+
+
+@pytest.mark.parametrize("fqn", ["anthropic/claude-haiku-4-5", "openai/gpt-5.4"])
+def test_a_node_without_user_or_tags_is_refused_saying_so(ts_gw, simulator, fqn):
+    upstream = Upstream(simulator)
+    assert_error(call(ts_gw.port, "GET", "/api/whoami", source=NOBODY), 403, "openai",
+                 "tailnet peer has neither a user nor tags")
+    reply, marker = ask(ts_gw.port, NOBODY, fqn)
+    assert_error(reply, 403, fqn.split("/")[0], "tailnet peer has neither a user nor tags")
+    assert upstream.unchanged() and not upstream.with_marker(marker)
+
+
+# --- grants from the tailnet policy file (WhoIs CapMap) ---------------------------------------
+
+
+def test_policy_file_grants_are_shown_and_used(ts_gw, simulator):
+    who = call(ts_gw.port, "GET", "/api/whoami", source=ERIN)
+    assert who.status == 200, who.body
+    assert who.json() == {
+        "login": "erin@example.com", "display_name": "Erin",
+        "node": {"name": "erin-mac", "id": "nERIN1CNTRL"}, "tags": [], "groups": [],
+        "role": "user", "models": ["anthropic/claude-haiku-4-5", "openai/gpt-5.4"],
+        "tailnet_grants": ERIN_CAPS, "source": "tailscale"}
+    # No config grant gives Erin a role: the policy file's does, and its model.
+    reply, _ = ask(ts_gw.port, ERIN, "openai/gpt-5.4")
+    assert reply.status == 200, reply.body
+    reply, _ = ask(ts_gw.port, ERIN, "anthropic/claude-haiku-4-5")  # config: "*" without a role
+    assert reply.status == 200, reply.body
+    reply, marker = ask(ts_gw.port, ERIN, "openai/gpt-5.4-mini")
+    assert_error(reply, 403, "openai", "access denied: model openai/gpt-5.4-mini not granted")
+
+
+def test_the_grants_capability_name_is_configurable(gateway_factory, simulator, tailscaled):
+    gw = gateway_factory(gateway_config(simulator.url), "--tailscaled-socket",
+                         tailscaled.socket_path, "--grants-capability", "example.com/cap/aperture",
+                         identity="tailscale", capture=False)
+    who = call(gw.port, "GET", "/api/whoami", source=ERIN).json()
+    assert who["role"] == "admin" and who["tailnet_grants"] == [{"role": "admin"}]
+    assert who["models"] == ["anthropic/claude-haiku-4-5"]
 
 
 # --- 2. grants -----------------------------------------------------------------------------
@@ -494,7 +588,7 @@ def no_identity_headers(seen) -> bool:
 
 def test_spoofed_identity_headers_change_nothing_in_tailscale_mode(ts_gw, simulator):
     reply = call(ts_gw.port, "GET", "/api/whoami", source=ALICE, headers=SPOOF)
-    assert reply.json() == WHOAMI[ALICE]
+    assert reply.json() == {**WHOAMI[ALICE], "models": WHOAMI_MODELS["grants"][ALICE]}
     # bob may use gpt-5.4, alice may not: the headers do not make alice bob.
     upstream = Upstream(simulator)
     reply, _ = ask(ts_gw.port, ALICE, "openai/gpt-5.4", headers=SPOOF)
@@ -538,7 +632,8 @@ def test_serve_headers_are_trusted_from_loopback(headers_gw, simulator):
     assert reply.status == 200
     assert reply.json() == {"login": "bob@example.com", "display_name": "Bob B",
                             "node": {"name": "", "id": ""}, "tags": [], "groups": [],
-                            "role": "admin", "source": "serve-headers"}
+                            "role": "admin", "models": ["anthropic/claude-haiku-4-5", "openai/**"],
+                            "tailnet_grants": [], "source": "serve-headers"}
     upstream = Upstream(simulator)
     login = [("Tailscale-User-Login", "alice@example.com"), ("Tailscale-User-Name", "Alice"),
              ("Tailscale-User-Profile-Pic", "https://example.com/a.png")]
