@@ -241,13 +241,11 @@ class Gateway:
         to run); elsewhere None, and the server answers in plain text."""
         handler = self.routes.find(req.method, req.path)
         if isinstance(handler, functools.partial) and handler.func == self._exchange:
-            fmt = handler.args[0]
-        elif handler is None and req.path.startswith("/v1"):
-            fmt = formats.format_for_path(req.path, req.headers)
-        elif handler is None and formats.format_for_path(req.path) is not formats.DEFAULT_FORMAT:
+            fmt = handler.args[0]  # an API format's own path
+        elif req.path.startswith(("/v1", "/bedrock")):  # also /v1beta, /v1beta1
             fmt = formats.format_for_path(req.path, req.headers)
         else:
-            return None
+            return None  # the dashboard, /healthz, /metrics, /api: plain text
         return Exchange(self, req, resp, fmt).refuse(error, unrouted=False)
 
     async def _unrouted(self, req, resp) -> None:
