@@ -29,7 +29,8 @@ client is slow.
 Every exchange ends in exactly one record handed to the sink, whatever
 happened. For a response that completes, the record is submitted *before* its
 last byte is written, so a capture can never miss an exchange whose client got
-a complete answer.
+a complete answer. With capture off (records only logged) it follows the last
+byte instead, off the client's wait.
 
 Failure rules: errors before the response head is sent are answered in the
 caller's API format (`GatewayError.status`). So are upstream failures after
@@ -474,6 +475,9 @@ class Exchange:
         capture = self.resp_body
         client = self.req.conn.write_flow
         sent = 0
+        # A stored record comes before the last byte; one that is only
+        # logged (capture off) after it, off the client's wait.
+        record_first = self.gw.record_first
 
         def relay(data: bytes) -> bool:
             nonlocal sent
@@ -481,7 +485,7 @@ class Exchange:
                 meter.feed(data)
             capture.add(data)
             sent += len(data)
-            if content_length is not None and sent >= content_length:
+            if record_first and content_length is not None and sent >= content_length:
                 self._finish_ok()  # record first, then the last byte
             resp.write(data)
             return client.paused  # full: stop reading the upstream until it drains
@@ -498,9 +502,11 @@ class Exchange:
             return
         finally:
             client.on_resume = None
-        if not self.submitted:
+        if record_first and not self.submitted:
             self._finish_ok()
         resp.end()
+        if not self.submitted:
+            self._finish_ok()
         self.gw.pool.release(up)
         self.upstream = None
 

@@ -109,6 +109,10 @@ class Gateway:
         #: how much of each body an exchange keeps for its record (none when
         #: the sink keeps no bodies: capture off)
         self.body_bytes = settings.capture_body_bytes if getattr(sink, "keeps_bodies", True) else 0
+        #: whether a record must be made before its response's last byte goes
+        #: out (a store: no client holds an answer the capture misses), or
+        #: may follow it (a sink that only logs)
+        self.record_first = getattr(sink, "stores", True)
         self.metrics = metrics.Metrics(settings.metrics_dir)
         self.sink = metrics.ObservingSink(sink, self)
         self.identity_source = identity_source

@@ -86,6 +86,7 @@ class LogSink:
     """A sink that only logs one line per exchange (used when capture is off)."""
 
     keeps_bodies = False  # exchanges keep no copy of the bodies for it
+    stores = False  # a record may follow its response's last byte
 
     def __init__(self) -> None:
         self._log = logging.getLogger("aperture.exchange")
