@@ -60,6 +60,16 @@ def settle(gw, seconds: float = 0.5) -> int:
 HEALTH = b"GET /healthz HTTP/1.1\r\nHost: ai\r\n\r\n"
 
 
+def warm_rss(gw, connections: int) -> int:
+    """The worker's RSS, settled, after `connections` warm-up connections
+    were answered and closed (buffers, caches and allocator arenas in use)."""
+    warm = [socket.create_connection(("127.0.0.1", gw.port), 10) for _ in range(connections)]
+    exchange_on_all(warm, HEALTH, b"ok\n")
+    for s in warm:
+        s.close()
+    return settle(gw)
+
+
 def exchange_on_all(socks: list[socket.socket], request: bytes, until: bytes) -> None:
     """Send `request` on every socket, then read on each until `until` is in."""
     for s in socks:
@@ -86,11 +96,7 @@ def test_ten_thousand_idle_keepalive_connections(tmp_path, simulator):
     gw = launch_gateway(tmp_path, provider_config(simulator.url), "--max-connections", str(IDLE + 10))
     socks: list[socket.socket] = []
     try:
-        warm = [socket.create_connection(("127.0.0.1", gw.port), 10) for _ in range(200)]
-        exchange_on_all(warm, HEALTH, b"ok\n")
-        for s in warm:
-            s.close()
-        before = settle(gw)
+        before = warm_rss(gw, 200)
         for _ in range(IDLE):
             s = socket.create_connection(("127.0.0.1", gw.port), 10)
             socks.append(s)
@@ -155,17 +161,12 @@ def test_two_thousand_open_streams(tmp_path, loop_thread):
     held.release = loop_thread.run(make_event())
     server, port = start_handler_server(loop_thread, held.handle)
     gw = launch_gateway(tmp_path, held_config(port))
-    request = STREAM_REQUEST
     socks: list[socket.socket] = []
     try:
-        warm = [socket.create_connection(("127.0.0.1", gw.port), 10) for _ in range(50)]
-        exchange_on_all(warm, HEALTH, b"ok\n")
-        for s in warm:
-            s.close()
-        before = settle(gw)
+        before = warm_rss(gw, 50)
         for _ in range(STREAMS):
             socks.append(socket.create_connection(("127.0.0.1", gw.port), 10))
-        exchange_on_all(socks, request, b"message_start")  # every stream open, held
+        exchange_on_all(socks, STREAM_REQUEST, b"message_start")  # every stream open, held
         assert held.open == STREAMS
         after = settle(gw)
         per_stream = (after - before) / STREAMS
