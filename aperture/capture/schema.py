@@ -216,11 +216,7 @@ def _open_env(data_dir: str, readonly: bool, map_size: int, durable: bool) -> En
         handle = EnvHandle(path, env, readonly)
         try:
             if readonly:
-                for name in DB_NAMES:
-                    try:
-                        handle.dbs[name] = env.open_db(name.encode(), create=False)
-                    except lmdb.NotFoundError:
-                        pass
+                _open_dbs(handle)
             else:
                 _create_dbs(handle)
         except BaseException:
@@ -229,6 +225,22 @@ def _open_env(data_dir: str, readonly: bool, map_size: int, durable: bool) -> En
         handle.users = 1
         _registry[path] = handle
         return handle
+
+
+def _open_dbs(handle: EnvHandle) -> None:
+    """Read-only: the sub-databases that exist. A writer in another process
+    may grow the map between the open and here: adopt its size, as
+    `_create_dbs` does."""
+    while True:
+        try:
+            for name in DB_NAMES:
+                try:
+                    handle.dbs[name] = handle.env.open_db(name.encode(), create=False)
+                except lmdb.NotFoundError:
+                    pass
+            return
+        except lmdb.MapResizedError:
+            handle.env.set_mapsize(0)
 
 
 def _create_dbs(handle: EnvHandle) -> None:

@@ -300,3 +300,32 @@ def test_submit_after_close_is_ignored(tmp_path):
     assert not os.listdir(tmp_path / "journal")
     with CaptureReader(str(tmp_path)) as r:
         assert r.records(limit=None) == []
+
+
+def test_a_reader_opening_as_a_writer_grows_the_map_adopts_its_size(tmp_path):
+    """A read-only open whose sub-databases are opened after another process
+    grew the map (MDB_MAP_RESIZED) adopts the new size instead of failing."""
+    import subprocess
+    import sys
+
+    import lmdb
+
+    from aperture.capture.schema import DB_NAMES, EnvHandle, _open_dbs, env_path, open_env, release_env
+
+    data_dir = str(tmp_path / "data")
+    release_env(open_env(data_dir, map_size=1 << 20))
+    path = env_path(data_dir)
+    env = lmdb.open(path, subdir=True, readonly=True, create=False, lock=True,
+                    max_dbs=len(DB_NAMES) + 4)  # a map of lmdb's default 10 MiB
+    grow = ("import lmdb; env = lmdb.open(%r, subdir=True, map_size=64 << 20, max_dbs=16); "
+            "db = env.open_db(b'filler')\n"
+            "with env.begin(write=True) as txn:\n"
+            "    [txn.put(b'%%06d' %% i, b'x' * 4000, db=db) for i in range(6000)]\n" % path)
+    subprocess.run([sys.executable, "-c", grow], check=True)
+    with pytest.raises(lmdb.MapResizedError):
+        env.begin().abort()  # what the open would have met
+    handle = EnvHandle(path, env, True)
+    _open_dbs(handle)
+    assert sorted(handle.dbs) == sorted(DB_NAMES)
+    assert env.info()["map_size"] == 64 << 20
+    env.close()
