@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Where one proxied request's CPU goes in aperture, step by step.
 
-    python tools/profile_gateway.py [--duration 15] [--connections 32] [--capture]
+    python tools/profile_gateway.py [--duration 15] [--connections 32] [--capture [process|thread]]
 
 Runs the provider simulator and one aperture worker (capture off unless
---capture), drives small non-streaming Anthropic requests at it with wrk, and
+--capture; its writer in a drain process unless --capture thread), drives small non-streaming Anthropic requests at it with wrk, and
 meanwhile samples the worker with py-spy (`pip install -e '.[bench]'`; py-spy
 needs ptrace rights, as root or with CAP_SYS_PTRACE). The worker's CPU time
 over the run divided by the requests served is its CPU per request; each
@@ -92,11 +92,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / 100.0  # utime + stime, in clock ticks of 10 ms
 
 
+def drain_pids(pid: int) -> list[int]:
+    """The worker's capture drain processes (its children running aperture.capture.drain)."""
+    found = []
+    for task in Path("/proc/%d/task" % pid).iterdir():
+        for child in (task / "children").read_text().split():
+            if b"aperture.capture.drain" in Path("/proc/%s/cmdline" % child).read_bytes():
+                found.append(int(child))
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=15)
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--capture", action="store_true", help="capture on (writer in a thread)")
+    parser.add_argument("--capture", nargs="?", const="process", choices=["process", "thread"],
+                        help="capture on, its writer in a drain process (default) or a thread")
     parser.add_argument("--native", action="store_true", help="sample C extensions too")
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--stacks", type=int, default=0, help="print the N most sampled stacks of each step")
@@ -123,7 +134,7 @@ def main() -> None:
         bg.wait_port(sim_port)
         serve = aperture + ["serve", "--config", str(config), "--identity", "dev:bench@example.com",
                             "--log-level", "warning", "--listen", "127.0.0.1:%d" % ap_port]
-        serve += ["--data-dir", str(tmp / "data"), "--capture-writer", "thread"] if args.capture \
+        serve += ["--data-dir", str(tmp / "data"), "--capture-writer", args.capture] if args.capture \
             else ["--no-capture"]
         gw = bg.start(serve, tmp / "ap.log")
         procs.append(gw)
@@ -138,9 +149,10 @@ def main() -> None:
                                + (["--native"] if args.native else ["--nonblocking"]),
                                stdout=subprocess.DEVNULL, stderr=open(tmp / "py-spy.log", "wb"))
         time.sleep(0.5)
-        cpu0 = cpu_seconds(gw.pid)
+        drains = drain_pids(gw.pid)
+        cpu0, drain0 = cpu_seconds(gw.pid), sum(map(cpu_seconds, drains))
         result = bg.run_wrk(url, args.connections, args.duration, script)
-        cpu = cpu_seconds(gw.pid) - cpu0
+        cpu, drain_cpu = cpu_seconds(gw.pid) - cpu0, sum(map(cpu_seconds, drains)) - drain0
         if spy.wait() != 0 or not raw.exists():
             raise SystemExit("py-spy failed: " + (tmp / "py-spy.log").read_text())
         requests = result["rps"] * args.duration
@@ -168,8 +180,11 @@ def main() -> None:
                 inclusive[name] += int(count)
         total = sum(samples.values())
         print("\n%d requests/s at %d connections, capture %s; worker CPU %.1f us per request "
-              "(%d samples)\n" % (result["rps"], args.connections, "on" if args.capture else "off",
+              "(%d samples)\n" % (result["rps"], args.connections, ("on (%s writer)" % args.capture) if args.capture else "off",
                                   per_request, total))
+        if drains:
+            print("drain process CPU %.1f us per request (not in the samples below)\n"
+                  % (drain_cpu / requests * 1e6))
         print("%-48s %7s %8s" % ("step", "share", "us/req"))
         for step, n in samples.most_common():
             print("%-48s %6.1f%% %8.1f" % (step, 100 * n / total, per_request * n / total))
