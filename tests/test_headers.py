@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aperture.headers import (MASK, client_response_headers, for_record,
+from aperture.headers import (MASK, client_response_headers, for_journal, for_record, journal_pairs,
                               upstream_request_headers)
 from aperture.upstream.auth import drop_query_credentials, key_header, scrub_query
 
@@ -138,6 +138,29 @@ def test_query_secrets(query, scrubbed, dropped):
 @pytest.mark.parametrize("name", [b"authorization", b"x-api-key", b"x-goog-api-key", b"cookie",
                                   b"set-cookie", b"proxy-authorization", b"x-amz-security-token"])
 def test_records_never_hold_credentials(name):
-    rec = dict(for_record([(name, b"secret-value"), (b"content-type", b"application/json")]))
-    assert rec[name.decode()] == MASK
-    assert rec["content-type"] == "application/json"
+    for wire in ([(name, b"secret-value"), (b"content-type", b"application/json")],
+                 [(name.upper(), b"secret-value"), (b"Content-Type", b"application/json")]):
+        assert "secret" not in for_journal(wire)  # what a journal frame holds
+        for rec in (dict(for_record(wire)), dict(journal_pairs(for_journal(wire)))):
+            assert rec[name.decode()] == MASK
+            assert rec["content-type"] == "application/json"
+
+
+@pytest.mark.parametrize("headers", [
+    [],
+    [(b"content-type", b"application/json"), (b"X-Request-Id", b"r1"), (b"empty", b"")],
+    [(b"x-latin", "caf\u00e9 \u00ff".encode("latin-1")), (b"x-api-key", b"k")],
+    [(b"x-nul", b"a\0b"), (b"authorization", b"Bearer t")],  # not splittable: pairs
+    [("content-type", "text/plain"), ("Cookie", "c=1")],  # already decoded: pairs
+    [(bytearray(b"x-a"), memoryview(b"1"))],
+])
+def test_journal_headers_are_the_record_headers(headers):
+    """for_journal's compact form, split back by the capture writer, is
+    exactly what for_record gives."""
+    compact = for_journal(headers)
+    if any(b"\0" in v for _, v in headers if isinstance(v, bytes)) or \
+            any(type(n) is not bytes for n, _ in headers):
+        assert type(compact) is tuple
+    else:
+        assert type(compact) is str
+    assert journal_pairs(compact) == for_record(headers)

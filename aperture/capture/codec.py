@@ -4,7 +4,8 @@ Journal frame (one `os.writev` per record, see journal.py):
 
     b"APJ1" | u32 payload length | u32 crc32(payload) | payload
     payload = u32 meta length | u32 request body length | u32 response body length
-              | meta (orjson list of every Record field but the bodies)
+              | meta (orjson list of every Record field but the bodies; the
+                      headers as one string, see headers.for_journal)
               | request body | response body
 
 Record summary (`rec` database): an orjson list, positions named by the `R_*`
@@ -30,7 +31,7 @@ import zlib
 
 import orjson
 
-from aperture.headers import for_record
+from aperture.headers import for_journal, for_record, journal_pairs
 
 from .record import Record
 
@@ -47,7 +48,7 @@ MAX_FRAME = 1 << 31
 
 def journal_parts(rec: Record) -> list[bytes]:
     """The frame for `rec` as a list of buffers for one `os.writev`."""
-    fields, req, resp = record_entry(rec)
+    fields, req, resp = record_entry(rec, for_journal)
     meta = orjson.dumps(fields)
     lens = _LENS.pack(len(meta), len(req), len(resp))
     crc = zlib.crc32(resp, zlib.crc32(req, zlib.crc32(meta, zlib.crc32(lens))))
@@ -72,8 +73,11 @@ _OLD_FIELDS = 24
 Entry = tuple[list, bytes, bytes]
 
 
-def record_entry(rec: Record) -> Entry:
-    """`rec` in the journal's layout (the meta list `journal_parts` encodes)."""
+def record_entry(rec: Record, headers=for_record) -> Entry:
+    """`rec` in the journal's layout (the meta list `journal_parts` encodes).
+    `headers` masks and decodes its headers: for_record's pairs, or in a
+    journal frame for_journal's string, which decode_journal_entry turns
+    back into pairs."""
     u = rec.usage
     q, r = rec.request_body, rec.response_body
     return ([
@@ -82,8 +86,8 @@ def record_entry(rec: Record) -> Entry:
         (u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens,
          u.reasoning_tokens),
         [(t.name, t.arguments) for t in rec.tool_calls] if rec.tool_calls else (),
-        rec.duration_ms, rec.ttfb_ms, rec.state, rec.error, for_record(rec.request_headers),
-        for_record(rec.response_headers), rec.session_hint, rec.request_body_truncated,
+        rec.duration_ms, rec.ttfb_ms, rec.state, rec.error, headers(rec.request_headers),
+        headers(rec.response_headers), rec.session_hint, rec.request_body_truncated,
         rec.response_body_truncated, rec.response_id, rec.cost,
     ], q if type(q) is bytes else bytes(q), r if type(r) is bytes else bytes(r))
 
@@ -99,6 +103,8 @@ def decode_journal_entry(payload: bytes) -> Entry:
         m.append("")  # no response id
     if len(m) < N_FIELDS:
         m.append(None)  # no cost estimate
+    m[F_REQ_HEADERS] = journal_pairs(m[F_REQ_HEADERS])
+    m[F_RESP_HEADERS] = journal_pairs(m[F_RESP_HEADERS])
     o += mlen
     return m, payload[o:o + qlen], payload[o + qlen:o + qlen + rlen]
 

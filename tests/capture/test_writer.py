@@ -133,6 +133,7 @@ def test_record_entry_has_the_journal_layout():
     recs = [make_record(), make_record(tool_calls=(ToolCall("Bash", "{}"), ToolCall("Read", "")),
                                        tags=("tag:a",), ttfb_ms=None, session_hint="s",
                                        request_headers=(("a", "1"), ("b", "2")),
+                                       response_headers=((b"x-api-key", b"k"), (b"A", b"1")),
                                        request_body=bytearray(b"xyz"),
                                        response_body=memoryview(b"resp"),
                                        request_body_truncated=True)]
@@ -141,7 +142,8 @@ def test_record_entry_has_the_journal_layout():
         payload = b"".join(codec.journal_parts(rec))[codec.FRAME_HEADER:]
         meta, jreq, jresp = codec.decode_journal_entry(payload)
         assert len(fields) == codec.N_FIELDS
-        assert orjson.loads(orjson.dumps(fields)) == meta
+        # (headers come back as tuples of pairs, written as lists)
+        assert orjson.loads(orjson.dumps(fields)) == orjson.loads(orjson.dumps(meta))
         assert (req, resp) == (jreq, jresp)
         assert type(req) is bytes and type(resp) is bytes
 
