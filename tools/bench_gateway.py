@@ -259,7 +259,9 @@ def main() -> None:
         summary["idle_kib_per_connection"] = per_conn
         print("memory per idle keep-alive connection: %.1f KiB  (budget <= 16)" % per_conn)
         if args.json:
-            print(json.dumps({"results": results, "summary": summary}, indent=2))
+            rounds = {name: [r["rps"] for r in by_conc[c]] for name, by_conc in runs.items()}
+            print(json.dumps({"results": results, "summary": summary, "rounds_rps": rounds},
+                             indent=2))
     finally:
         for proc in reversed(procs):
             stop(proc)
