@@ -32,18 +32,36 @@ def connection_tokens(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
     return frozenset(tokens)
 
 
+# A client header whose name is in none of these, has no "_" and does not
+# start with "x-forwarded-" goes upstream as it is (the fast path).
+_LOOK_UP = _NOT_FORWARDED_UP | CREDENTIALS | {b"accept-encoding"}
+
+
 def upstream_request_headers(client: list[tuple[bytes, bytes]], *, host: bytes, auth_mode: str,
-                             key: tuple[bytes, bytes] | None) -> list[tuple[bytes, bytes]]:
+                             key: tuple[bytes, bytes] | None,
+                             named: frozenset[bytes] | None = None) -> list[tuple[bytes, bytes]]:
     """The headers sent upstream for a client request (without framing
-    headers); `key` is the provider's credential header (upstream.auth)."""
-    named = connection_tokens(client)
+    headers); `key` is the provider's credential header (upstream.auth).
+    Names come lowercased (the ingress lowercases them). `named`: the tokens
+    of the client's Connection header, found when one is met (the headers it
+    names are hop-by-hop too)."""
+    look_up = _LOOK_UP if named is None else _LOOK_UP | named
     out: list[tuple[bytes, bytes]] = [(b"host", host)]
+    append = out.append
     client_sent_credentials = False
-    for name, value in client:
-        if (name in _NOT_FORWARDED_UP or name in named or name.startswith(b"x-forwarded-")
+    for item in client:
+        name = item[0]
+        if name not in look_up and b"_" not in name and not name.startswith(b"x-forwarded-"):
+            append(item)
+            continue
+        if name == b"connection" and named is None:
+            return upstream_request_headers(client, host=host, auth_mode=auth_mode, key=key,
+                                            named=connection_tokens(client))
+        if (name in _NOT_FORWARDED_UP or (named is not None and name in named)
+                or name.startswith(b"x-forwarded-")
                 or (b"_" in name and name.replace(b"_", b"-") in _NOT_FORWARDED_UP)):
-            if name == b"te" and value.strip().lower() == b"trailers":
-                out.append((name, value))
+            if name == b"te" and item[1].strip().lower() == b"trailers":
+                append(item)
             continue
         if name in CREDENTIALS:
             client_sent_credentials = True
@@ -52,11 +70,11 @@ def upstream_request_headers(client: list[tuple[bytes, bytes]], *, host: bytes, 
         if name == b"accept-encoding":
             # Usage is read off the response bytes: ask for them uncompressed.
             continue
-        out.append((name, value))
-    out.append((b"accept-encoding", b"identity"))
+        append(item)
+    append((b"accept-encoding", b"identity"))
     if key is not None and (auth_mode == "override"
                             or (auth_mode == "passthrough" and not client_sent_credentials)):
-        out.append(key)
+        append(key)
     return out
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aperture.headers import (MASK, client_response_headers, for_journal, for_record, journal_pairs,
                               upstream_request_headers)
@@ -164,3 +166,50 @@ def test_journal_headers_are_the_record_headers(headers):
     else:
         assert type(compact) is str
     assert journal_pairs(compact) == for_record(headers)
+
+
+# ---------------------------------------------------------------------------
+# upstream_request_headers against a plain reading of its rules: every header
+# checked against every rule, the Connection tokens found first.
+
+def _reference_upstream_headers(client, *, host, auth_mode, key):
+    from aperture.headers import _NOT_FORWARDED_UP, connection_tokens
+    from aperture.upstream.auth import CREDENTIAL_HEADERS
+
+    named = connection_tokens(client)
+    out = [(b"host", host)]
+    sent_credentials = False
+    for name, value in client:
+        if (name in _NOT_FORWARDED_UP or name in named or name.startswith(b"x-forwarded-")
+                or (b"_" in name and name.replace(b"_", b"-") in _NOT_FORWARDED_UP)):
+            if name == b"te" and value.strip().lower() == b"trailers":
+                out.append((name, value))
+            continue
+        if name in CREDENTIAL_HEADERS:
+            sent_credentials = True
+            if auth_mode != "passthrough":
+                continue
+        if name != b"accept-encoding":
+            out.append((name, value))
+    out.append((b"accept-encoding", b"identity"))
+    if key is not None and (auth_mode == "override"
+                            or (auth_mode == "passthrough" and not sent_credentials)):
+        out.append(key)
+    return out
+
+
+_NAMES = [b"host", b"connection", b"te", b"keep-alive", b"upgrade", b"transfer-encoding",
+          b"x-forwarded-for", b"x_forwarded_for", b"content_length", b"x-api-key", b"x_api_key",
+          b"authorization", b"accept-encoding", b"content-type", b"anthropic-version",
+          b"x-custom", b"tailscale-user-login", b"expect", b"content-length", b"cookie"]
+_VALUES = [b"", b"trailers", b" Trailers ", b"x-custom", b"x-api-key, te", b"keep-alive, x-custom",
+           b"gzip", b"v"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(client=st.lists(st.tuples(st.sampled_from(_NAMES), st.sampled_from(_VALUES)), max_size=10),
+       auth_mode=st.sampled_from(["override", "passthrough", "none"]),
+       key=st.sampled_from([None, (b"x-api-key", b"sk"), (b"authorization", b"Bearer k")]))
+def test_upstream_headers_follow_every_rule(client, auth_mode, key):
+    assert upstream_request_headers(client, host=b"up", auth_mode=auth_mode, key=key) == \
+        _reference_upstream_headers(client, host=b"up", auth_mode=auth_mode, key=key)
