@@ -109,7 +109,11 @@ def decode_journal_entry(payload: bytes) -> Entry:
     return m, payload[o:o + qlen], payload[o + qlen:o + qlen + rlen]
 
 
-def read_frames(data: bytes) -> tuple[list[bytes], list[tuple[int, int]]]:
+def no_pace() -> None:
+    pass
+
+
+def read_frames(data: bytes, pace=no_pace) -> tuple[list[bytes], list[tuple[int, int]]]:
     """The payloads of the whole frames in `data`, and the damaged spans
     skipped, as (offset, length).
 
@@ -119,7 +123,8 @@ def read_frames(data: bytes) -> tuple[list[bytes], list[tuple[int, int]]]:
     damaged frame is lost, not the records after it. Payloads are decoded
     later, a batch at a time, by the writer (decode_journal_entry): bytes
     cost the garbage collector nothing to hold, while a whole journal of
-    decoded records would be scanned again and again.
+    decoded records would be scanned again and again. `pace` is called
+    before each frame (the writer's _Pacer).
     """
     out: list[bytes] = []
     damaged: list[tuple[int, int]] = []
@@ -127,6 +132,7 @@ def read_frames(data: bytes) -> tuple[list[bytes], list[tuple[int, int]]]:
     n = len(data)
     bad = -1  # start of the damaged span being skipped, if any
     while pos + FRAME_HEADER <= n:
+        pace()
         magic, length, crc = _FRAME.unpack_from(data, pos)
         end = pos + FRAME_HEADER + length
         if magic == JOURNAL_MAGIC and length >= _LENS.size and end <= n:

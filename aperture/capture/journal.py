@@ -114,11 +114,11 @@ class Orphan:
         self.path = path
         self.fd = fd
 
-    def read(self):
+    def read(self, pace=codec.no_pace):
         """All whole records in the file (see codec.read_frames)."""
         with open(self.fd, "rb", closefd=False) as f:
             data = f.read()
-        records, damaged = codec.read_frames(data)
+        records, damaged = codec.read_frames(data, pace)
         for offset, length in damaged:
             log.warning("journal %s: skipped %d damaged bytes at offset %d (the records "
                         "before and after them are kept)", self.path, length, offset)

@@ -861,12 +861,13 @@ class CaptureStore:
             txn.put(new_user + SEP + new_last + sidb, b"", db=ses_u)
 
     @staticmethod
-    def _rollup_sums(rows: list[list]) -> dict[tuple, list[int]]:
+    def _rollup_sums(rows: list[list], pace) -> dict[tuple, list[int]]:
         """The figures of the batch's records summed per (hour, user, model,
         provider) and per (hour, tool name, user, model, provider);
         _flush_rollups expands each sum into rollup keys."""
         roll: dict[tuple, list[int]] = {}
         for f in rows:
+            pace()
             u = f[F_USAGE]
             hour = int(f[F_TIME] // 3600)
             calls = f[F_TOOLS]
@@ -887,7 +888,7 @@ class CaptureStore:
 
     def _flush_rollups(self, txn, rows: list[list]) -> None:
         keys: dict[bytes, list[int]] = {}
-        for k, vals in self._rollup_sums(rows).items():
+        for k, vals in self._rollup_sums(rows, self._pace).items():
             hour = k[0]
             hb = LEVEL_HOUR + struct.pack(">I", hour)
             db_ = LEVEL_DAY + struct.pack(">I", hour // 24)
@@ -950,7 +951,7 @@ class CaptureStore:
                 own.add(self._journal.path)
         for orphan in journal.orphans(self._jdir, own):
             try:
-                records = orphan.read()  # frame payloads (codec.read_frames)
+                records = orphan.read(self._pace)  # frame payloads (codec.read_frames)
                 for i in range(0, len(records), self.batch_max):
                     chunk = records[i:i + self.batch_max]
                     try:
