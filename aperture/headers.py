@@ -93,9 +93,9 @@ _MASK_BYTES = MASK.encode("ascii")
 def for_journal(headers) -> str | tuple[tuple[str, str], ...]:
     """The headers of a record as a journal frame carries them: names and
     values in one string, each followed by a NUL, credentials masked. It is
-    for_record's result without a tuple per header (about a third of its
-    cost), and the capture writer splits it back (`journal_pairs`). Headers
-    that are not bytes, or that hold a NUL, come as for_record's pairs."""
+    for_record's result at about half its cost (no tuple per header), and
+    the capture writer splits it back (`journal_pairs`). Headers that are
+    not bytes, or that hold a NUL, come as for_record's pairs."""
     flat = []
     append = flat.append
     try:

@@ -109,9 +109,10 @@ class _Pacer:
     would otherwise wait for the interpreter's switch interval (5 ms). The
     drain process gives its CPU to whatever is runnable (os.sched_yield):
     niced as it is, the scheduler still lets a batch of its work run for
-    milliseconds before a woken request gets that CPU, and such a wait was
-    the whole p99 of a proxied request with capture on. Checking the clock
-    costs about 50 ns; a piece of work is one record or less."""
+    milliseconds before a woken request gets that CPU, and such waits made
+    most of a proxied request's p99 with capture on (README, Performance).
+    Checking the clock costs about 50 ns; a piece of work is one record or
+    less."""
 
     __slots__ = ("slice", "give", "mark")
 
@@ -232,7 +233,8 @@ class CaptureStore:
                           "memory until written, and lost if this process is killed",
                           data_dir, e)
         self._quiet_replay = quiet_replay
-        # Records between two GIL yields of the writer (never, when alone).
+        # The writer hands back the GIL (a thread of the worker) or its CPU
+        # (the drain process) between pieces of work.
         self._pace = _Pacer(GIL_SLICE, _sleep0) if share_gil else _Pacer(CPU_SLICE, os.sched_yield)
         self._replay_passes = 0
         self._drain = None
