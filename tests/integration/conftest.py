@@ -240,6 +240,17 @@ def gateway(gateway_factory, simulator):
     return gateway_factory(provider_config(simulator.url))
 
 
+@dataclass
+class Reply:
+    """An HTTP answer as the test clients read it: headers lowercased."""
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self):
+        return json.loads(self.body)
+
+
 def raw_request(port: int, data: bytes, *, read_until_close: bool = True, timeout: float = 10.0) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout) as s:
         s.sendall(data)

@@ -29,7 +29,6 @@ import socket
 import tempfile
 import urllib.parse
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import anthropic
@@ -40,7 +39,7 @@ import pytest
 from tests.fakes.tailscaled import FakeTailscaled, tagged, user
 
 from . import conftest
-from .conftest import launch_gateway, wait_for
+from .conftest import Reply, launch_gateway, wait_for
 
 CAP = "tailscale.com/cap/aperture"
 ANT_KEY = "sk-ant-api03-identity-suite-0123456789abcdef"
@@ -133,16 +132,6 @@ def gateway_config(sim_url: str, *, legacy: bool = False) -> dict:
 
 
 # --- a small HTTP client that binds its source address ------------------------------
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self):
-        return json.loads(self.body)
 
 
 class Client:

@@ -9,6 +9,7 @@ userspace networking end to end.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import socket
@@ -85,6 +86,23 @@ class Served:
             self.proc.wait(20)
 
 
+@contextlib.contextmanager
+def serving(short_dir: Path, addresses: list[str], *extra: str, mode: str = "normal",
+            tun: bool = True):
+    """A stand-in tailscaled whose node has `addresses` (answering in `mode`),
+    and `aperture serve --listen tailnet:PORT` against it: (fake, served, port)."""
+    fake = FakeTailscaled(str(short_dir / "ts.sock"), PEERS)
+    fake.status = status(addresses, tun=tun)
+    fake.mode = mode
+    port = free_port()
+    with fake.running():
+        served = Served(short_dir, fake.socket_path, port, *extra)
+        try:
+            yield fake, served, port
+        finally:
+            served.stop()
+
+
 def answers(host: str, port: int) -> bool:
     """Whether something accepts TCP on host:port."""
     try:
@@ -107,48 +125,35 @@ def whoami(host: str, port: int) -> tuple[int, bytes]:
 
 
 def test_kernel_networking_binds_the_tailscale_addresses_and_follows_them(short_dir):
-    fake = FakeTailscaled(str(short_dir / "ts.sock"), PEERS)
-    fake.status = status(["127.0.0.2"])
-    port = free_port()
-    with fake.running():
-        served = Served(short_dir, fake.socket_path, port)
-        try:
-            wait_for(lambda: answers("127.0.0.2", port), timeout=20)
-            assert not answers("127.0.0.1", port)
-            assert not answers("127.0.0.3", port)
-            code, body = whoami("127.0.0.2", port)
-            assert code == 200 and b'"login":"alice@example.com"' in body
-            assert "tailscaled uses kernel networking" in served.log()
-            # The node's address changes: the new one is bound, the old one closed.
-            fake.status = status(["127.0.0.3"])
-            wait_for(lambda: answers("127.0.0.3", port) and not answers("127.0.0.2", port),
-                     timeout=10)
-            assert "127.0.0.2 is no longer an address of this node" in served.log()
-            # Logged out: no address, no listener.
-            fake.status = status([], state="NeedsLogin")
-            wait_for(lambda: not answers("127.0.0.3", port), timeout=10)
-            assert "reports no Tailscale address" in served.log()
-        finally:
-            served.stop()
+    with serving(short_dir, ["127.0.0.2"]) as (fake, served, port):
+        wait_for(lambda: answers("127.0.0.2", port), timeout=20)
+        assert not answers("127.0.0.1", port)
+        assert not answers("127.0.0.3", port)
+        code, body = whoami("127.0.0.2", port)
+        assert code == 200 and b'"login":"alice@example.com"' in body
+        assert "tailscaled uses kernel networking" in served.log()
+        # The node's address changes: the new one is bound, the old one closed.
+        fake.status = status(["127.0.0.3"])
+        wait_for(lambda: answers("127.0.0.3", port) and not answers("127.0.0.2", port),
+                 timeout=10)
+        assert "127.0.0.2 is no longer an address of this node" in served.log()
+        # Logged out: no address, no listener.
+        fake.status = status([], state="NeedsLogin")
+        wait_for(lambda: not answers("127.0.0.3", port), timeout=10)
+        assert "reports no Tailscale address" in served.log()
 
 
 def test_userspace_networking_binds_loopback_and_says_so(short_dir):
-    fake = FakeTailscaled(str(short_dir / "ts.sock"), PEERS)
-    fake.status = status(["100.101.102.1", "fd7a:115c:a1e0::1"], tun=False)
-    port = free_port()
-    with fake.running():
-        served = Served(short_dir, fake.socket_path, port)
-        try:
-            wait_for(lambda: answers("127.0.0.1", port), timeout=20)
-            assert not answers("127.0.0.2", port)
-            wait_for(lambda: "userspace networking" in served.log())
-            assert ("tailscaled uses userspace networking and forwards tailnet connections to "
-                    "127.0.0.1:%d; listening there" % port) in served.log()
-            # A local program is not a tailnet peer.
-            code, body = whoami("127.0.0.1", port)
-            assert code == 403 and b"not a tailnet peer" in body
-        finally:
-            served.stop()
+    addresses = ["100.101.102.1", "fd7a:115c:a1e0::1"]
+    with serving(short_dir, addresses, tun=False) as (_, served, port):
+        wait_for(lambda: answers("127.0.0.1", port), timeout=20)
+        assert not answers("127.0.0.2", port)
+        wait_for(lambda: "userspace networking" in served.log())
+        assert ("tailscaled uses userspace networking and forwards tailnet connections to "
+                "127.0.0.1:%d; listening there" % port) in served.log()
+        # A local program is not a tailnet peer.
+        code, body = whoami("127.0.0.1", port)
+        assert code == 403 and b"not a tailnet peer" in body
 
 
 def test_nothing_is_bound_until_tailscaled_answers(short_dir):
@@ -173,31 +178,16 @@ def test_nothing_is_bound_until_tailscaled_answers(short_dir):
 
 
 def test_garbage_status_binds_nothing(short_dir):
-    fake = FakeTailscaled(str(short_dir / "ts.sock"), PEERS)
-    fake.status = status(["127.0.0.2"])
-    fake.mode = "badjson"
-    port = free_port()
-    with fake.running():
-        served = Served(short_dir, fake.socket_path, port)
-        try:
-            wait_for(lambda: "gives no status" in served.log(), timeout=20)
-            assert not answers("127.0.0.2", port)
-            fake.mode = "normal"
-            wait_for(lambda: answers("127.0.0.2", port), timeout=10)
-        finally:
-            served.stop()
+    with serving(short_dir, ["127.0.0.2"], mode="badjson") as (fake, served, port):
+        wait_for(lambda: "gives no status" in served.log(), timeout=20)
+        assert not answers("127.0.0.2", port)
+        fake.mode = "normal"
+        wait_for(lambda: answers("127.0.0.2", port), timeout=10)
 
 
 def test_several_workers_share_the_tailnet_port(short_dir):
-    fake = FakeTailscaled(str(short_dir / "ts.sock"), PEERS)
-    fake.status = status(["127.0.0.2"])
-    port = free_port()
-    with fake.running():
-        served = Served(short_dir, fake.socket_path, port, "--workers", "2")
-        try:
-            wait_for(lambda: served.log().count("listening on http://127.0.0.2:%d" % port) == 2,
-                     timeout=30)
-            assert whoami("127.0.0.2", port)[0] == 200
-            assert not answers("127.0.0.1", port)
-        finally:
-            served.stop()
+    with serving(short_dir, ["127.0.0.2"], "--workers", "2") as (_, served, port):
+        wait_for(lambda: served.log().count("listening on http://127.0.0.2:%d" % port) == 2,
+                 timeout=30)
+        assert whoami("127.0.0.2", port)[0] == 200
+        assert not answers("127.0.0.1", port)

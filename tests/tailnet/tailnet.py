@@ -35,6 +35,7 @@ from pathlib import Path
 import h11
 import psutil
 
+from tests.integration.conftest import Reply
 from tests.tailnet.netns import Loopback, Netns
 
 TS_ENV = {
@@ -47,16 +48,6 @@ TS_ENV = {
 
 class TailnetError(RuntimeError):
     pass
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self):
-        return json.loads(self.body)
 
 
 @dataclass
